@@ -1,0 +1,173 @@
+"""A timm image classifier: build by name, fine-tune with timm's standard recipe, predict."""
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from timm.data import Mixup, create_transform, resolve_data_config
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.scheduler import CosineLRScheduler
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from models.config import Classifier as ClassifierConfig
+from models.dataset import load_rgb
+
+log = logging.getLogger(__name__)
+
+
+def build_model(name: str, num_classes: int, pretrained: bool = False) -> torch.nn.Module:
+    """Any timm model; pretrained weights when asked for and reachable, from scratch otherwise."""
+    if pretrained:
+        try:
+            return timm.create_model(name, pretrained=True, num_classes=num_classes)
+        except Exception as err:  # offline, or no weights published for this name
+            log.warning("no pretrained weights for %s (%s); training from scratch", name, err)
+    return timm.create_model(name, pretrained=False, num_classes=num_classes)
+
+
+def transforms(model: torch.nn.Module, image_size: int, cfg: ClassifierConfig | None = None):
+    """timm's train transform when a config is given, its eval transform otherwise."""
+    data_cfg = resolve_data_config({"input_size": (3, image_size, image_size), "crop_pct": 1.0}, model=model)
+    if cfg is None:
+        return create_transform(**data_cfg, is_training=False)
+    aug = cfg.augment
+    return create_transform(
+        **{k: v for k, v in data_cfg.items() if k != "crop_pct"},
+        is_training=True,
+        scale=aug.scale,
+        hflip=aug.hflip,
+        color_jitter=aug.color_jitter or None,
+    )
+
+
+class Images(torch.utils.data.Dataset):
+    def __init__(self, paths: list[Path], labels: list[int], transform):
+        self.paths, self.labels, self.transform = paths, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.paths[i])), self.labels[i]
+
+
+@dataclass
+class Trained:
+    model: torch.nn.Module
+    best_val_accuracy: float
+    best_epoch: int
+    history: list[dict[str, float]]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
+    predictions, labels = predict(model, loader)
+    return float((predictions == labels).mean())
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    out, true = [], []
+    for images, labels in loader:
+        out.append(model(images).argmax(1).numpy())
+        true.append(np.asarray(labels))
+    return np.concatenate(out), np.concatenate(true)
+
+
+def train(
+    train_set: tuple[list[Path], list[int]],
+    val_set: tuple[list[Path], list[int]],
+    num_classes: int,
+    image_size: int,
+    cfg: ClassifierConfig,
+    progress: bool = True,
+) -> Trained:
+    """AdamW + per-step cosine schedule with warm-up, MixUp / CutMix optional, early stopping on val."""
+    generator = seed_everything(cfg.seed)
+    model = build_model(cfg.model, num_classes, cfg.pretrained)
+    aug = cfg.augment
+    mixing = aug.mixup > 0 or aug.cutmix > 0
+    train_loader = DataLoader(
+        Images(*train_set, transforms(model, image_size, cfg)),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=generator,
+    )
+    val_loader = DataLoader(Images(*val_set, transforms(model, image_size)), batch_size=256)
+    mixup = (
+        Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix, label_smoothing=aug.label_smoothing, num_classes=num_classes)
+        if mixing
+        else None
+    )
+    criterion = SoftTargetCrossEntropy() if mixing else LabelSmoothingCrossEntropy(aug.label_smoothing)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * len(train_loader)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=steps,
+        warmup_t=cfg.warmup_epochs * len(train_loader),
+        warmup_lr_init=cfg.lr * 0.01,
+        lr_min=cfg.lr * 0.01,
+        t_in_epochs=False,
+    )
+    best, best_epoch, best_state, history, update = -1.0, 0, None, [], 0
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.model}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
+        total, seen = 0.0, 0
+        for images, labels in train_loader:
+            targets = labels
+            if mixup is not None:
+                even = len(images) // 2 * 2  # timm's Mixup pairs images within a batch
+                if even == 0:
+                    continue
+                images, targets = mixup(images[:even], labels[:even])
+            loss = criterion(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            update += 1
+            scheduler.step_update(update)
+            total += loss.item() * len(images)
+            seen += len(images)
+        val_accuracy = accuracy(model, val_loader)
+        history.append({"epoch": epoch, "train_loss": total / seen, "val_accuracy": val_accuracy})
+        if val_accuracy > best:
+            best, best_epoch, best_state = val_accuracy, epoch, copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{total / seen:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{best:.3f}")
+        if epoch - best_epoch >= cfg.patience:
+            log.info("early stop at epoch %d: no better val accuracy since epoch %d", epoch, best_epoch)
+            break
+    model.load_state_dict(best_state)
+    return Trained(model.eval(), best, best_epoch, history)
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, name: str, classes: list[str], image_size: int) -> None:
+    """The best weights plus what it takes to rebuild the model; written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    torch.save(
+        {"model": name, "classes": classes, "image_size": image_size, "state_dict": model.state_dict()}, tmp
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    meta = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model(meta["model"], pretrained=False, num_classes=len(meta["classes"]))
+    model.load_state_dict(meta.pop("state_dict"))
+    return model.eval(), meta

@@ -1,0 +1,161 @@
+"""The one configuration: params.yaml, validated by pydantic, with command-line overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A bad configuration; its message is one line naming the file, key and reason."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Split(Strict):
+    seed: int = 0
+    val: float = Field(0.2, gt=0, lt=1, description="share of each class in the validation split")
+    test: float = Field(0.2, gt=0, lt=1, description="share of each class in the test split")
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> Split:
+        if self.val + self.test >= 1:
+            raise ValueError("val + test must leave images for train (sum < 1)")
+        return self
+
+
+class LongTail(Strict):
+    imbalance_ratio: float | None = Field(
+        None, ge=1, description="subsample train so the largest class has this many times the smallest"
+    )
+    seed: int = 0
+
+
+class Dataset(Strict):
+    name: str = Field("digits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    path: Path = Path("data/digits")
+    embedded: bool = Field(True, description="export scikit-learn's digits to `path` when it is missing")
+    image_size: int = Field(32, ge=8, description="side the classifier sees, in pixels")
+    min_image_size: int = Field(8, ge=1, description="images smaller on either side are skipped")
+    min_class_images: int = Field(3, ge=3, description="classes with fewer usable images are left out")
+    split: Split = Split()
+    long_tail: LongTail = LongTail()
+
+
+class Augment(Strict):
+    scale: tuple[float, float] = (0.7, 1.0)
+    hflip: float = Field(0.0, ge=0, le=1)
+    color_jitter: float = Field(0.0, ge=0)
+    mixup: float = Field(0.0, ge=0, description="MixUp alpha; 0 switches it off")
+    cutmix: float = Field(0.0, ge=0, description="CutMix alpha; 0 switches it off")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+
+
+class Classifier(Strict):
+    model: str = Field("resnet10t", description="any timm model name")
+    pretrained: bool = Field(False, description="load timm's pretrained weights when available")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_epochs: int = Field(1, ge=0)
+    patience: int = Field(8, ge=1, description="stop after this many epochs without a better val accuracy")
+    seed: int = 0
+    augment: Augment = Augment()
+
+
+class Evaluate(Strict):
+    many_shot: int = Field(100, ge=1, description="classes with more train images than this are 'many'")
+    few_shot: int = Field(20, ge=1, description="classes with fewer train images than this are 'few'")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Evaluate:
+        if self.few_shot > self.many_shot:
+            raise ValueError("few_shot must not exceed many_shot")
+        return self
+
+
+class Paths(Strict):
+    artifacts: Path = Path("artifacts")
+
+
+class Settings(Strict):
+    dataset: Dataset = Dataset()
+    classifier: Classifier = Classifier()
+    evaluate: Evaluate = Evaluate()
+    paths: Paths = Paths()
+
+    @property
+    def registered_model(self) -> str:
+        return f"{self.dataset.name}-classifier"
+
+    @property
+    def workdir(self) -> Path:
+        """Where this dataset's artifacts go."""
+        return self.paths.artifacts / self.dataset.name
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys to plain values, as MLflow params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, sub in value.items():
+                    walk(f"{prefix}.{key}" if prefix else key, sub)
+            else:
+                out[prefix] = value
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`classifier.epochs=3` -> (['classifier', 'epochs'], 3); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. classifier.epochs=3")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({err.problem})") from None
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_settings(path: Path | str = "params.yaml", overrides: list[str] = ()) -> Settings:
+    """Read params.yaml (defaults if absent), apply `KEY=VALUE` overrides, validate."""
+    path = Path(path)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for text in overrides:
+        apply_override(data, *parse_override(text))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif "input" in first and not isinstance(first["input"], dict):
+            reason += f" (got {first['input']!r})"
+        raise ConfigError(f"{path}: {key}: {reason}") from None

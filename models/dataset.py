@@ -1,0 +1,186 @@
+"""Image datasets: the embedded digits, ImageFolder scanning with validation, and the split manifest."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from models.config import Dataset as DatasetConfig
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used at all (as opposed to a bad file, which is skipped)."""
+
+
+def export_digits(root: Path, size: int = 32) -> int:
+    """Write scikit-learn's bundled digits as an ImageFolder of size x size RGB PNGs.
+
+    The bytes are deterministic (no timestamps in PNG, fixed resampling), so every
+    machine gets the same DVC md5. Written to a temporary folder and renamed, so an
+    interrupted export leaves nothing behind.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    tmp = root.with_name(root.name + ".partial")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        grey = Image.fromarray(np.round(pixels * 255 / 16).astype(np.uint8), mode="L")
+        image = grey.resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
+        folder = tmp / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{index:04d}.png", format="PNG")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(root)
+    return len(digits.images)
+
+
+def load_rgb(path: Path | str) -> Image.Image:
+    """Open any supported image as 8-bit RGB (16-bit, CMYK, palette, alpha all converted)."""
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            pixels = np.asarray(image, dtype=np.float64)
+            peak = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+            image = Image.fromarray(np.clip(pixels / peak * 255, 0, 255).round().astype(np.uint8), mode="L")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        return image.convert("RGB")
+
+
+@dataclass
+class Scan:
+    """What an ImageFolder holds: usable images, and every file or class left out, with why."""
+
+    images: pd.DataFrame  # path (relative to the dataset root), label (class name)
+    report: pd.DataFrame  # path, action (skipped / converted / class left out), reason
+    classes: list[str] = field(default_factory=list)
+
+
+def _check_image(path: Path, min_size: int) -> tuple[str | None, str | None]:
+    """Return (skip reason, conversion note) for one file."""
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)", None
+    try:
+        with Image.open(path) as image:
+            mode, size = image.mode, image.size
+            image.load()
+    except UnidentifiedImageError:
+        return "not an image", None
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"truncated or corrupt image ({err})", None
+    if min(size) < min_size:
+        return f"smaller than {min_size}x{min_size} ({size[0]}x{size[1]})", None
+    return None, None if mode == "RGB" else f"{mode} converted to RGB"
+
+
+def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3) -> Scan:
+    """Validate an ImageFolder without modifying it; bad files are skipped and reported."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} not found")
+    rows: list[tuple[str, str]] = []
+    report: list[tuple[str, str, str]] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            report.append((str(entry), "skipped", "hidden"))
+            continue
+        if not entry.is_dir():
+            report.append((str(entry), "skipped", "not inside a class folder"))
+            continue
+        usable = []
+        for dirpath, dirnames, filenames in os.walk(entry):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if name.startswith("."):
+                    report.append((str(path), "skipped", "hidden file"))
+                    continue
+                reason, note = _check_image(path, min_size)
+                if reason:
+                    report.append((str(path), "skipped", reason))
+                    continue
+                if note:
+                    report.append((str(path), "converted", note))
+                usable.append(path.relative_to(root).as_posix())
+        if len(usable) < min_class_images:
+            found = "no usable images" if not usable else f"only {len(usable)} usable image(s)"
+            report.append((str(entry), "class left out", f"{found}; at least {min_class_images} needed"))
+            continue
+        rows += [(path, entry.name) for path in usable]
+    images = pd.DataFrame(rows, columns=["path", "label"])
+    classes = sorted(images["label"].unique().tolist()) if rows else []
+    if len(classes) < 2:
+        raise DatasetError(
+            f"dataset folder {root}: {len(classes)} usable class(es), at least 2 needed "
+            f"(each a sub-folder with >= {min_class_images} valid images)"
+        )
+    return Scan(images, pd.DataFrame(report, columns=["path", "action", "reason"]), classes)
+
+
+def _rank(seed: int, path: str) -> str:
+    return hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
+
+
+def split_images(images: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
+    """Stratified train / val / test split, a pure function of the file list and the seed.
+
+    Within each class, files are ordered by a seeded hash of their path and cut at
+    the configured shares, so adding files moves few existing ones between splits.
+    With a long-tail imbalance ratio, train is subsampled to an exponential profile;
+    the left-out train images get split "unused". val and test are never touched.
+    """
+    split = cfg.split
+    out = images.assign(rank=[_rank(split.seed, p) for p in images["path"]])
+    out = out.sort_values(["label", "rank"]).reset_index(drop=True)
+    out["split"] = "train"
+    for _, group in out.groupby("label"):
+        n = len(group)
+        n_test = max(1, round(n * split.test))
+        n_val = max(1, round(n * split.val))
+        out.loc[group.index[:n_test], "split"] = "test"
+        out.loc[group.index[n_test : n_test + n_val], "split"] = "val"
+    if cfg.long_tail.imbalance_ratio:
+        out = _long_tail(out, cfg.long_tail.imbalance_ratio, cfg.long_tail.seed)
+    return out.drop(columns="rank")
+
+
+def _long_tail(out: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
+    classes = sorted(out["label"].unique())
+    order = np.random.default_rng(seed).permutation(len(classes))  # which classes become the tail
+    train = out[out["split"] == "train"]
+    largest = train["label"].value_counts().max()
+    for position, index in enumerate(order):
+        label = classes[index]
+        keep = max(1, int(largest * ratio ** (-position / max(1, len(classes) - 1))))
+        rows = train.index[train["label"] == label]
+        drop = sorted(rows, key=lambda i: _rank(seed, out.at[i, "path"]))[keep:]
+        out.loc[drop, "split"] = "unused"
+    return out
+
+
+def read_manifest(path: Path | str) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"path": str, "label": str, "split": str}, keep_default_na=False)
+
+
+def subset(manifest: pd.DataFrame, root: Path, split: str, classes: list[str]) -> tuple[list[Path], list[int]]:
+    """Paths and class indices of one split, as the classifier takes them."""
+    index = {label: i for i, label in enumerate(classes)}
+    rows = manifest[manifest["split"] == split]
+    return [Path(root) / p for p in rows["path"]], [index[label] for label in rows["label"]]
+
+
+def class_counts(split: pd.DataFrame, name: str = "train") -> pd.Series:
+    return split[split["split"] == name]["label"].value_counts().sort_index()

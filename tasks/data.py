@@ -1,0 +1,63 @@
+"""Data steps: export / version the raw dataset with DVC, validate it, split it once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from models.config import Dataset as DatasetConfig
+from models.dataset import export_digits, scan_imagefolder, split_images
+from tasks.caching import Outputs, cached_task
+from tasks.versioning import track
+
+EMBEDDED_SIZE = 32  # fixed, so the exported bytes (and data.dvc's md5) are the same everywhere
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    path: str
+    md5: str  # DVC's md5 of the tracked folder
+    pointer: str  # the .dvc file
+
+
+@task(name="version-data")
+def version_data(cfg: DatasetConfig) -> DataVersion:
+    """Export the embedded digits if asked and absent, then `dvc add` the dataset."""
+    logger = get_run_logger()
+    if not cfg.path.exists() and cfg.embedded:
+        count = export_digits(cfg.path, EMBEDDED_SIZE)
+        logger.info("exported %d embedded digit images to %s", count, cfg.path)
+    if not cfg.path.is_dir():
+        raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found (set dataset.embedded: true for digits)")
+    md5, pointer = track(cfg.path)
+    logger.info("dataset %s at DVC md5 %s (%s)", cfg.name, md5, pointer)
+    return DataVersion(cfg.path.as_posix(), md5, pointer.as_posix())
+
+
+@cached_task(name="split-data")
+def split_data(cfg: DatasetConfig, dataset_md5: str, out_dir: Path) -> Outputs:
+    """Validate every file (bad ones skipped, with reasons) and write the split manifest."""
+    scan = scan_imagefolder(cfg.path, cfg.min_image_size, cfg.min_class_images)
+    manifest = split_images(scan.images, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(out_dir / "split.csv", index=False)
+    scan.report.to_csv(out_dir / "bad_files.csv", index=False)
+    counts = pd.crosstab(manifest["label"], manifest["split"])
+    info = {
+        "classes": scan.classes,
+        "counts": {split: counts[split].to_dict() for split in counts.columns},
+        "skipped": int((scan.report["action"] != "converted").sum()),
+        "converted": int((scan.report["action"] == "converted").sum()),
+    }
+    logger = get_run_logger()
+    logger.info(
+        "%d classes; %s; %d files or classes left out, %d converted (see %s)",
+        len(scan.classes),
+        ", ".join(f"{s} {int(counts[s].sum())}" for s in counts.columns),
+        info["skipped"],
+        info["converted"],
+        out_dir / "bad_files.csv",
+    )
+    return Outputs.of(info, manifest=out_dir / "split.csv", report=out_dir / "bad_files.csv")

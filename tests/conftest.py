@@ -1,0 +1,62 @@
+"""Offline, isolated test environment: temporary Prefect home, telemetry off, one migrated MLflow DB."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="genie-tests-"))
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_HOME / "prefect"),
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_HOME / "prefect" / "storage"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+    }
+)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server():
+    """One temporary Prefect API for the whole session (each start costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """A migrated MLflow SQLite DB, copied per test (migrating a fresh one costs seconds)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "template.db"
+    mlflow.set_tracking_uri(f"sqlite:///{path}")
+    MlflowClient().search_experiments()
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, mlflow_template) -> Path:
+    """An empty project folder as cwd, with its own MLflow store."""
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Path:
+    """The embedded digits exported once, read-only for tests."""
+    from models.dataset import export_digits
+
+    root = tmp_path_factory.mktemp("digits") / "digits"
+    export_digits(root)
+    return root

@@ -1,0 +1,58 @@
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from models.classifier import Images, build_model, load_checkpoint, predict, save_checkpoint, train, transforms
+from models.config import Classifier as ClassifierConfig
+from models.config import Dataset as DatasetConfig
+from models.dataset import scan_imagefolder, split_images, subset
+from models.evaluation import class_groups, evaluate_predictions, plot_confusion
+
+
+def test_short_training_learns_digits_and_checkpoint_round_trips(digits, tmp_path):
+    scan = scan_imagefolder(digits)
+    manifest = split_images(scan.images, DatasetConfig(path=digits))
+    cfg = ClassifierConfig(epochs=3, augment={"mixup": 0.2, "cutmix": 0.2})
+    trained = train(
+        subset(manifest, digits, "train", scan.classes), subset(manifest, digits, "val", scan.classes), 10, 32, cfg, False
+    )
+    assert len(trained.history) == 3
+    assert trained.best_val_accuracy > 0.8  # chance is 0.1
+    save_checkpoint(tmp_path / "model.pt", trained.model, cfg.model, scan.classes, 32)
+    model, meta = load_checkpoint(tmp_path / "model.pt")
+    assert meta["classes"] == scan.classes
+    loader = DataLoader(Images(*subset(manifest, digits, "test", scan.classes), transforms(model, 32)), batch_size=128)
+    again, _ = predict(model, loader)
+    first, true = predict(trained.model, loader)
+    assert np.array_equal(first, again)
+    assert (first == true).mean() > 0.8
+
+
+def test_training_is_deterministic_from_the_seed(digits):
+    scan = scan_imagefolder(digits)
+    manifest = split_images(scan.images, DatasetConfig(path=digits)).groupby(["label", "split"]).head(6)
+    cfg = ClassifierConfig(model="test_resnet", epochs=1)
+    args = (subset(manifest, digits, "train", scan.classes), subset(manifest, digits, "val", scan.classes), 10, 32, cfg, False)
+    a, b = train(*args), train(*args)
+    for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_unknown_pretrained_weights_fall_back_to_scratch():
+    model = build_model("test_resnet", 3, pretrained=True)  # offline: no weights reachable
+    assert model.num_classes == 3
+
+
+def test_group_accuracy_and_confusion(tmp_path):
+    classes = ["a", "b", "c"]
+    groups = class_groups({"a": 150, "b": 50, "c": 5}, many_shot=100, few_shot=20)
+    assert groups == {"a": "many", "b": "medium", "c": "few"}
+    true = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 0, 1, 0, 1, 1])
+    metrics, matrix = evaluate_predictions(true, predicted, classes, groups)
+    assert metrics["accuracy"] == 0.5
+    assert (metrics["accuracy.many"], metrics["accuracy.medium"], metrics["accuracy.few"]) == (1.0, 0.5, 0.0)
+    assert metrics["accuracy.class.b"] == 0.5
+    assert matrix.loc["c", "b"] == 2 and matrix.loc["b", "a"] == 1 and matrix.values.sum() == 6
+    plot_confusion(matrix, tmp_path / "cm.png")
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"

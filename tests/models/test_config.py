@@ -1,0 +1,46 @@
+import pytest
+
+from models.config import ConfigError, Settings, load_settings
+
+
+def test_defaults_and_params_yaml_are_valid(tmp_path):
+    assert load_settings(tmp_path / "absent.yaml") == Settings()
+    settings = load_settings("params.yaml")
+    assert settings.dataset.name == "digits"
+    assert settings.registered_model == "digits-classifier"
+
+
+def test_overrides_are_read_as_yaml(tmp_path):
+    settings = load_settings(tmp_path / "absent.yaml", ["classifier.epochs=3", "dataset.long_tail.imbalance_ratio=50"])
+    assert settings.classifier.epochs == 3
+    assert settings.dataset.long_tail.imbalance_ratio == 50
+    assert settings.flat()["classifier.epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["classifier.epoch=3"], "classifier.epoch: unknown key"),
+        (["classifier.epochs=abc"], "classifier.epochs: Input should be a valid integer"),
+        (["classifier.epochs=0"], "classifier.epochs: Input should be greater than or equal to 1"),
+        (["dataset.split.val=0.6", "dataset.split.test=0.5"], "dataset.split: Value error, val + test"),
+        (["epochs"], "expected KEY=VALUE"),
+        (["classifier.model.name=x"], "classifier.model: Input should be a valid string"),
+        (["classifier.epochs=3", "classifier.epochs.x=1"], "classifier.epochs is not a section"),
+    ],
+)
+def test_bad_overrides_name_the_key(tmp_path, override, message):
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path / "absent.yaml", override)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_file_is_named(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("dataset:\n  nmae: x\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: dataset.nmae: unknown key"):
+        load_settings(bad)
+    bad.write_text("dataset: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: not valid YAML"):
+        load_settings(bad)
