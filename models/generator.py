@@ -1,0 +1,184 @@
+"""The embedded text-to-image latent diffusion model: built from diffusers and transformers
+parts, trained on the configured dataset, saved as a standard Stable Diffusion pipeline folder."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+MAX_TOKENS = 32
+SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+
+
+@dataclass(frozen=True)
+class GeneratorRecipe:
+    """Sizes and budget of the embedded model (steps, not seconds, so training is reproducible)."""
+
+    vae_steps: int = 600
+    unet_steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    empty_prompt: float = 0.1  # share of empty prompts, for classifier-free guidance
+
+
+def write_tokenizer(folder: Path, words: list[str]) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer whose vocabulary makes every given word a single token."""
+    words = sorted({w.lower() for w in words})
+    chars = sorted({c for w in words for c in w})
+    vocab = [BOS, EOS] + chars + [c + "</w>" for c in chars]
+    merges: list[str] = []
+    for word in words:  # merge left to right: a, ab, abc, ..., abc..z</w>
+        token = word[0]
+        for i, c in enumerate(word[1:], 1):
+            piece = c + ("</w>" if i == len(word) - 1 else "")
+            merges.append(f"{token} {piece}")
+            token += piece
+            vocab.append(token)
+    vocab = list(dict.fromkeys(vocab))
+    merges = list(dict.fromkeys(merges))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, indent=0))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(
+        vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+        bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS, model_max_length=MAX_TOKENS,
+    )
+    for word in words:
+        pieces = tokenizer.tokenize(word)
+        if len(pieces) != 1:
+            raise ValueError(f"prompt word {word!r} does not make a single token ({pieces})")
+    return tokenizer
+
+
+def build(tokenizer: CLIPTokenizer, image_size: int = 32) -> tuple[AutoencoderKL, UNet2DConditionModel, CLIPTextModel]:
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=image_size,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=image_size // 4, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D",) * 2,
+        up_block_types=("CrossAttnUpBlock2D",) * 2, cross_attention_dim=64, attention_head_dim=4,
+        norm_num_groups=16,
+    )
+    ids = tokenizer.convert_tokens_to_ids([BOS, EOS])
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=64,
+        bos_token_id=ids[0], eos_token_id=ids[1], pad_token_id=ids[1],
+    ))
+    return vae, unet, text_encoder
+
+
+def _batches(images: torch.Tensor, labels: torch.Tensor, size: int, generator: torch.Generator):
+    while True:
+        order = torch.randperm(len(images), generator=generator)
+        for i in range(0, len(order) - size + 1, size):
+            yield images[order[i : i + size]], labels[order[i : i + size]]
+
+
+def _schedule(optimizer, steps: int, warmup: int = 100):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
+
+
+def train_generator(
+    images: torch.Tensor, labels: torch.Tensor, prompts: list[str], tokenizer: CLIPTokenizer,
+    recipe: GeneratorRecipe, progress: bool = True,
+) -> tuple[StableDiffusionPipeline, dict]:
+    """images: N x 3 x H x W in [0, 1]; labels index `prompts`. VAE first, then UNet + text encoder."""
+    torch.manual_seed(recipe.seed)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    vae, unet, text_encoder = build(tokenizer, images.shape[-1])
+    x = images * 2 - 1
+    start = time.monotonic()
+
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
+    batches = _batches(x, labels, min(32, len(x)), generator)
+    bar = tqdm(range(recipe.vae_steps), desc="generator: VAE", disable=not progress)
+    for _ in bar:
+        batch, _ = next(batches)
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.sample(generator)).sample
+        kl = posterior.kl().mean() / posterior.mean[0].numel()
+        loss = F.mse_loss(recon, batch) + 1e-4 * kl
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.set_postfix(mse=f"{F.mse_loss(recon, batch).item():.4f}")
+    vae_mse = F.mse_loss(recon, batch).item()
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)])
+    scaling = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scaling)
+    latents = latents * scaling
+
+    ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
+    empty = len(prompts)
+    scheduler = DDPMScheduler(**SCHEDULE, clip_sample=False)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-2)
+    lr_schedule = _schedule(optimizer, recipe.unet_steps)
+    batches = _batches(latents, labels, min(recipe.batch_size, len(latents)), generator)
+    losses = []
+    bar = tqdm(range(recipe.unet_steps), desc="generator: UNet", disable=not progress)
+    for _ in bar:
+        z0, y = next(batches)
+        y = torch.where(torch.rand(len(y), generator=generator) < recipe.empty_prompt, empty, y)
+        noise = torch.randn(z0.shape, generator=generator)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=generator)
+        states = text_encoder(ids[y])[0]
+        loss = F.mse_loss(unet(scheduler.add_noise(z0, noise, t), t, states).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        lr_schedule.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DPMSolverMultistepScheduler(**SCHEDULE, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    stats = {
+        "vae_mse": vae_mse, "scaling_factor": scaling, "unet_loss": float(np.mean(losses[-100:])),
+        "train_seconds": time.monotonic() - start,
+        "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in
+                       (("vae", vae), ("unet", unet), ("text_encoder", text_encoder))},
+    }
+    return pipeline, stats
+
+
+def save(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokenizer_files: Path) -> None:
+    """A standard diffusers pipeline folder, written beside and renamed (no half-written model)."""
+    tmp = folder.with_name(folder.name + ".partial")
+    pipeline.save_pretrained(tmp, safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):  # older readers want these beside tokenizer.json
+        (tmp / "tokenizer" / name).write_bytes((tokenizer_files / name).read_bytes())
+    (tmp / "README.md").write_text(
+        "# genie-flow embedded generator\n\nA small text-conditioned latent diffusion model trained by "
+        "genie-flow. Load it with `StableDiffusionPipeline.from_pretrained(<this folder>)`.\n\n```json\n"
+        + json.dumps(card, indent=2) + "\n```\n"
+    )
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    tmp.rename(folder)
