@@ -20,6 +20,19 @@ def prepare(settings: Settings, steps: dict[str, str]) -> tuple[DataVersion, Out
     return data, split
 
 
+def train_baseline(settings: Settings, data: DataVersion, split: Outputs, steps: dict[str, str]) -> Outputs:
+    return run_verified(
+        train_classifier,
+        steps,
+        cfg=settings.classifier,
+        dataset_root=settings.dataset.path,
+        dataset_md5=data.md5,
+        split=split,
+        image_size=settings.dataset.image_size,
+        out_dir=settings.workdir / "baseline",
+    )
+
+
 @flow(name="genie-prepare")
 def genie_prepare(settings: Settings) -> dict:
     steps: dict[str, str] = {}
@@ -44,16 +57,7 @@ def genie_run(settings: Settings) -> dict:
     try:
         workdir = settings.workdir
         log_dataset(run_id, settings, data, split)
-        model = run_verified(
-            train_classifier,
-            steps,
-            cfg=settings.classifier,
-            dataset_root=settings.dataset.path,
-            dataset_md5=data.md5,
-            split=split,
-            image_size=settings.dataset.image_size,
-            out_dir=workdir / "baseline",
-        )
+        model = train_baseline(settings, data, split, steps)
         evaluation = run_verified(
             evaluate_classifier,
             steps,

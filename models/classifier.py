@@ -171,3 +171,17 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
     model = timm.create_model(meta["model"], pretrained=False, num_classes=len(meta["classes"]))
     model.load_state_dict(meta.pop("state_dict"))
     return model.eval(), meta
+
+
+class Embedder:
+    """A frozen feature extractor from a classifier checkpoint: L2-normalised pre-logit features."""
+
+    def __init__(self, checkpoint: Path):
+        self.model, meta = load_checkpoint(checkpoint)
+        self.transform = transforms(self.model, meta["image_size"])
+
+    @torch.no_grad()
+    def __call__(self, images: list) -> np.ndarray:
+        batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        features = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
+        return torch.nn.functional.normalize(features.flatten(1), dim=1).numpy()

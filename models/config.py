@@ -8,6 +8,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
 class ConfigError(ValueError):
     """A bad configuration; its message is one line naming the file, key and reason."""
 
@@ -79,6 +82,53 @@ class Evaluate(Strict):
         return self
 
 
+class EmbeddedGenerator(Strict):
+    """Budget of the embedded diffusion model, in optimizer steps (reproducible, unlike seconds)."""
+
+    vae_steps: int = Field(400, ge=1)
+    unet_steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    empty_prompt: float = Field(0.1, ge=0, lt=1, description="share of empty prompts, for classifier-free guidance")
+    seed: int = 0
+
+
+class Generator(Strict):
+    model: str | None = Field(
+        None, description="diffusers pipeline folder or hub id; empty: the embedded model of `genie train-generator`"
+    )
+    prompt: str = Field("a photo of a {name}.", description="prompt template; {name} is the class display name")
+    class_names: dict[str, str] = Field(default_factory=dict, description="class folder -> display name")
+    steps: int = Field(25, ge=1, description="sampler steps for a full denoise; an edit at r runs about r * steps")
+    guidance: float = Field(7.5, ge=1, description="classifier-free guidance scale")
+    batch_size: int = Field(32, ge=1, description="edits per UNet call")
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+    embedded: EmbeddedGenerator = EmbeddedGenerator()
+
+    @model_validator(mode="after")
+    def _template(self) -> Generator:
+        if "{name}" not in self.prompt:
+            raise ValueError("prompt must contain {name}")
+        return self
+
+
+class Genie(Strict):
+    noise_ratio: float = Field(0.8, gt=0, le=1, description="r of the `genie` method")
+    ada_ratios: tuple[float, ...] = Field((0.5, 0.6, 0.7, 0.8, 0.9), min_length=2, description="GeNIe-Ada candidates")
+    img2img_ratios: tuple[float, ...] = Field((0.3, 0.7), min_length=1)
+
+    @model_validator(mode="after")
+    def _ratios(self) -> Genie:
+        for r in (*self.ada_ratios, *self.img2img_ratios):
+            if not 0 < r <= 1:
+                raise ValueError(f"noise ratio {r} outside (0, 1]")
+        if list(self.ada_ratios) != sorted(set(self.ada_ratios)):
+            raise ValueError("ada_ratios must be distinct and increasing")
+        return self
+
+
 class Paths(Strict):
     artifacts: Path = Path("artifacts")
 
@@ -87,7 +137,24 @@ class Settings(Strict):
     dataset: Dataset = Dataset()
     classifier: Classifier = Classifier()
     evaluate: Evaluate = Evaluate()
+    generator: Generator = Generator()
+    genie: Genie = Genie()
     paths: Paths = Paths()
+
+    @property
+    def generator_model(self) -> str:
+        return self.generator.model or (self.workdir / "generator").as_posix()
+
+    def display_name(self, label: str) -> str:
+        """The class's name in prompts: configured, else the digit's word, else the folder name."""
+        if label in self.generator.class_names:
+            return self.generator.class_names[label]
+        if self.dataset.embedded and label.isdigit() and len(label) == 1:
+            return DIGIT_NAMES[int(label)]
+        return label.replace("_", " ")
+
+    def prompt(self, label: str) -> str:
+        return self.generator.prompt.format(name=self.display_name(label))
 
     @property
     def registered_model(self) -> str:

@@ -12,9 +12,6 @@ from PIL import Image, UnidentifiedImageError
 
 from models.config import Dataset as DatasetConfig
 
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-
-
 class DatasetError(ValueError):
     """The dataset cannot be used at all (as opposed to a bad file, which is skipped)."""
 
@@ -130,7 +127,8 @@ def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3) -
     return Scan(images, pd.DataFrame(report, columns=["path", "action", "reason"]), classes)
 
 
-def _rank(seed: int, path: str) -> str:
+def seeded_rank(seed: int | str, path: str) -> str:
+    """A seeded, order-free sort key: taking the first k of a pool sorted by it is a stable random draw."""
     return hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
 
 
@@ -143,7 +141,7 @@ def split_images(images: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
     the left-out train images get split "unused". val and test are never touched.
     """
     split = cfg.split
-    out = images.assign(rank=[_rank(split.seed, p) for p in images["path"]])
+    out = images.assign(rank=[seeded_rank(split.seed, p) for p in images["path"]])
     out = out.sort_values(["label", "rank"]).reset_index(drop=True)
     out["split"] = "train"
     for _, group in out.groupby("label"):
@@ -166,7 +164,7 @@ def _long_tail(out: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
         label = classes[index]
         keep = max(1, int(largest * ratio ** (-position / max(1, len(classes) - 1))))
         rows = train.index[train["label"] == label]
-        drop = sorted(rows, key=lambda i: _rank(seed, out.at[i, "path"]))[keep:]
+        drop = sorted(rows, key=lambda i: seeded_rank(seed, out.at[i, "path"]))[keep:]
         out.loc[drop, "split"] = "unused"
     return out
 

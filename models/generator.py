@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +14,11 @@ from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler,
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from models.config import EmbeddedGenerator
+
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 32
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-
-
-@dataclass(frozen=True)
-class GeneratorRecipe:
-    """Sizes and budget of the embedded model (steps, not seconds, so training is reproducible)."""
-
-    vae_steps: int = 600
-    unet_steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    empty_prompt: float = 0.1  # share of empty prompts, for classifier-free guidance
 
 
 def write_tokenizer(folder: Path, words: list[str]) -> CLIPTokenizer:
@@ -97,7 +86,7 @@ def _schedule(optimizer, steps: int, warmup: int = 100):
 
 def train_generator(
     images: torch.Tensor, labels: torch.Tensor, prompts: list[str], tokenizer: CLIPTokenizer,
-    recipe: GeneratorRecipe, progress: bool = True,
+    recipe: EmbeddedGenerator, progress: bool = True,
 ) -> tuple[StableDiffusionPipeline, dict]:
     """images: N x 3 x H x W in [0, 1]; labels index `prompts`. VAE first, then UNet + text encoder."""
     torch.manual_seed(recipe.seed)

@@ -51,6 +51,22 @@ def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> 
     return run.info.run_id
 
 
+@task(name="record-run")
+def record_run(settings: Settings, data: DataVersion, name: str, params: dict, metrics: dict,
+               artifacts: list[Path] = (), tags: dict | None = None) -> str:
+    """A run of its own in the dataset's experiment (generator training, quality checks)."""
+    experiment = mlflow.set_experiment(settings.dataset.name)
+    commit = git_commit()
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=name) as run:
+        mlflow.set_tags({"git_commit": commit, "mlflow.source.git.commit": commit, "dataset_md5": data.md5,
+                         "pipeline": name, **(tags or {})})
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+    return run.info.run_id
+
+
 @task(name="log-dataset")
 def log_dataset(run_id: str, settings: Settings, data: DataVersion, split: Outputs) -> None:
     """The split manifest as an MLflow dataset input, digested by DVC's md5; the bad-file report."""

@@ -1,0 +1,193 @@
+"""Hard-negative generation: edits named by content keys, written atomically, with a manifest."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from models.dataset import load_rgb, seeded_rank
+from models.engine import Engine, EngineError, choose_ratio
+
+METHODS = ("genie", "genie-ada", "img2img", "txt2img")
+MANIFEST = "manifest.csv"
+COLUMNS = ["key", "file", "source", "source_class", "target", "label", "method", "ratio", "ada_scores",
+           "seed", "model", "unet_evals", "time"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One image to make: `target` semantics on the source's features (or txt2img of the target)."""
+
+    source: str  # path of the source image
+    source_class: str
+    target: str
+    method: str
+    ratio: float | None  # None for genie-ada (it picks r*) and txt2img
+    seed: int
+
+    @property
+    def label(self) -> str:
+        """What the image shows, so its class: the prompted class (for img2img, the source's own)."""
+        return self.target
+
+
+def edit_seed(base: int, source: str, target: str) -> int:
+    return int(hashlib.sha256(f"{base}:{source}:{target}".encode()).hexdigest()[:8], 16)
+
+
+def select_edits(manifest: pd.DataFrame, root: Path, classes: list[str], method: str, per_class: int,
+                 ratio: float | None, seed: int, targets: list[str] | None = None) -> list[Edit]:
+    """A per-class budget: for each target class, `per_class` sources drawn from the other classes'
+    train images (for img2img the source keeps its own class; txt2img needs no source)."""
+    train = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    edits = []
+    for target in targets or classes:
+        if method == "txt2img":
+            edits += [Edit("", "", target, method, None, edit_seed(seed, f"txt2img/{i}", target)) for i in range(per_class)]
+            continue
+        pool = train[train["label"] != target]
+        # a larger budget keeps the smaller one's sources, so a re-run only adds
+        order = sorted(pool.index, key=lambda i: seeded_rank(f"{seed}:{target}", pool.at[i, "path"]))
+        for _, row in pool.loc[order[:per_class]].iterrows():
+            label = row["label"] if method == "img2img" else target
+            edits.append(Edit(str(Path(root) / row["path"]), row["label"], label, method,
+                              None if method == "genie-ada" else ratio, edit_seed(seed, row["path"], label)))
+    return edits
+
+
+def content_key(edit: Edit, source_digest: str, settings: dict) -> str:
+    """Hash of everything that decides the image: source bytes, target, method, r, model, sampler, seed."""
+    parts = {**asdict(edit), "source": source_digest, **settings}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Generator:
+    """Runs edits through an Engine into one folder; keys already there are never made again."""
+
+    def __init__(self, engine: Engine, out_dir: Path, prompt: Callable[[str], str], batch_size: int = 32,
+                 ada_ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), embed: Callable | None = None,
+                 target_means: dict[str, np.ndarray] | None = None):
+        self.engine, self.out_dir, self.prompt, self.batch_size = engine, Path(out_dir), prompt, batch_size
+        self.ada_ratios, self.embed, self.target_means = list(ada_ratios), embed, target_means or {}
+        self.sampler = {"model": engine.identity, "steps": engine.steps, "guidance": engine.guidance}
+
+    def key(self, edit: Edit) -> str:
+        settings = {**self.sampler, "prompt": self.prompt(edit.label)}
+        if edit.method == "genie-ada":
+            settings["ada_ratios"] = self.ada_ratios
+        source = file_digest(edit.source) if edit.method != "txt2img" else edit.source
+        return content_key(edit, source, settings)
+
+    def manifest(self) -> pd.DataFrame:
+        path = self.out_dir / MANIFEST
+        return pd.read_csv(path, dtype={"source_class": str, "target": str, "label": str}) if path.exists() \
+            else pd.DataFrame(columns=COLUMNS)
+
+    def _reconcile(self) -> set[str]:
+        """Keys present both as image and manifest row; an image without its row is removed."""
+        rows = set(self.manifest()["key"])
+        for image in self.out_dir.glob("*.png"):
+            if image.stem not in rows:
+                image.unlink()
+        for partial in self.out_dir.glob("*.partial"):
+            partial.unlink()
+        return {k for k in rows if (self.out_dir / f"{k}.png").exists()}
+
+    def run(self, edits: list[Edit], progress: bool = True) -> dict:
+        """Make every edit not yet made; return counts and throughput."""
+        for edit in edits:
+            if edit.method not in METHODS:
+                raise EngineError(f"unknown method {edit.method!r} (choose from {', '.join(METHODS)})")
+            if edit.ratio is not None and not 0 < edit.ratio <= 1:
+                raise EngineError(f"noise ratio {edit.ratio} outside (0, 1]")
+            if edit.method == "genie-ada" and (self.embed is None or edit.target not in self.target_means):
+                raise EngineError(f"genie-ada needs a feature extractor and real images of class {edit.target}")
+        for source in sorted({e.source for e in edits if e.method != "txt2img"}):
+            try:
+                with Image.open(source) as image:
+                    image.load()
+            except (OSError, SyntaxError, ValueError) as err:
+                raise EngineError(f"source image {source}: unreadable ({err})") from None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        done = self._reconcile()
+        keyed = [(self.key(e), e) for e in edits]
+        todo = list({k: e for k, e in keyed if k not in done}.items())
+        stats = {"requested": len(edits), "existing": len(edits) - len(todo), "generated": 0, "dropped": 0,
+                 "unet_evals": 0, "seconds": 0.0}
+        start = time.monotonic()
+        bar = tqdm(total=len(todo), desc="generate", unit="img", disable=not progress)
+        groups: dict[tuple, list] = {}
+        for key, edit in todo:
+            groups.setdefault((edit.method, edit.ratio), []).append((key, edit))
+        for (method, ratio), items in groups.items():
+            for i in range(0, len(items), self.batch_size):
+                batch = items[i : i + self.batch_size]
+                made = self._make(method, ratio, [e for _, e in batch])
+                rows = []
+                for (key, edit), (image, chosen, scores, evals) in zip(batch, made):
+                    stats["unet_evals"] += evals
+                    if image is None:
+                        stats["dropped"] += 1
+                        continue
+                    tmp = self.out_dir / f"{key}.partial"
+                    image.save(tmp, format="PNG")
+                    tmp.replace(self.out_dir / f"{key}.png")
+                    rows.append({"key": key, "file": f"{key}.png", "source": edit.source,
+                                 "source_class": edit.source_class, "target": edit.target, "label": edit.label,
+                                 "method": method, "ratio": chosen, "ada_scores": json.dumps(scores),
+                                 "seed": edit.seed, "model": self.engine.model, "unet_evals": evals,
+                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                    stats["generated"] += 1
+                self._append(rows)
+                bar.update(len(batch))
+                bar.set_postfix(img_per_s=f"{stats['generated'] / max(1e-9, time.monotonic() - start):.1f}")
+        bar.close()
+        stats["seconds"] = time.monotonic() - start
+        stats["images_per_second"] = stats["generated"] / stats["seconds"] if stats["seconds"] else 0.0
+        stats["unet_evals_per_image"] = stats["unet_evals"] / stats["generated"] if stats["generated"] else 0.0
+        return stats
+
+    def _append(self, rows: list[dict]) -> None:
+        if rows:
+            path = self.out_dir / MANIFEST
+            pd.DataFrame(rows, columns=COLUMNS).to_csv(path, mode="a", header=not path.exists(), index=False)
+
+    def _make(self, method: str, ratio: float | None, edits: list[Edit]):
+        """(image or None, ratio used, Ada scores, UNet evaluations) per edit."""
+        seeds = [e.seed for e in edits]
+        if method == "txt2img":
+            result = self.engine.sample([self.prompt(e.target) for e in edits], seeds)
+            return [(img, 1.0, [], result.unet_evals // len(edits)) for img in result.images]
+        sources = [load_rgb(e.source) for e in edits]
+        if method in ("genie", "img2img"):
+            prompts = [self.prompt(e.label) for e in edits]
+            result = self.engine.edit(sources, prompts, ratio, seeds)
+            return [(img, ratio, [], result.unet_evals // len(edits)) for img in result.images]
+        prompts = [self.prompt(e.target) for e in edits]  # genie-ada: every candidate, same seed
+        candidates, evals = [], 0
+        for r in self.ada_ratios:
+            result = self.engine.edit(sources, prompts, r, seeds)
+            candidates.append(result.images)
+            evals += result.unet_evals
+        out = []
+        for j, edit in enumerate(edits):
+            images = [c[j] for c in candidates]
+            if any(image is None for image in images):
+                out.append((None, None, [], evals // len(edits)))
+                continue
+            z = self.embed([sources[j], *images])
+            r, index, scores = choose_ratio(z[0], z[1:], self.target_means[edit.target], self.ada_ratios)
+            out.append((images[index], r, [round(float(s), 5) for s in scores], evals // len(edits)))
+        return out

@@ -1,0 +1,141 @@
+"""Generator steps: train the embedded diffusion model, make hard negatives, judge them."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from prefect import get_run_logger, task
+
+from models.classifier import Embedder, load_checkpoint, transforms
+from models.config import Settings
+from models.dataset import load_rgb, read_manifest, subset
+from models.engine import Engine
+from models.generation import Edit, Generator, edit_seed, select_edits
+from models.generator import save, train_generator, write_tokenizer
+from tasks.caching import Outputs, cached_task
+
+WEIGHTS = {
+    "model_index": "model_index.json",
+    "unet": "unet/diffusion_pytorch_model.safetensors",
+    "vae": "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder": "text_encoder/model.safetensors",
+    "tokenizer": "tokenizer/tokenizer.json",
+}
+
+
+def prompt_words(prompts: list[str]) -> list[str]:
+    """Words as CLIP's pre-tokenizer splits them (letters / digits apart from punctuation)."""
+    return sorted({w for p in prompts for w in re.findall(r"[^\W_]+|[^\s\w]+|_", p.lower())})
+
+
+def real_images(settings: Settings, split: Outputs, name: str = "train"):
+    manifest = read_manifest(split["manifest"])
+    return subset(manifest, settings.dataset.path, name, split.info["classes"])
+
+
+@cached_task(name="train-generator")
+def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, out_dir: Path) -> Outputs:
+    """Train the embedded text-to-image model on the real train split; save a pipeline folder."""
+    classes = split.info["classes"]
+    paths, labels = real_images(settings, split)
+    size = settings.dataset.image_size
+    images = torch.stack([
+        torch.from_numpy(np.asarray(load_rgb(p).resize((size, size)), dtype=np.float32) / 255).permute(2, 0, 1)
+        for p in paths
+    ])
+    prompts = [settings.prompt(label) for label in classes]
+    tokenizer_dir = out_dir.with_name(out_dir.name + ".tokenizer")
+    tokenizer = write_tokenizer(tokenizer_dir, prompt_words(prompts))
+    pipeline, stats = train_generator(images, torch.tensor(labels), prompts, tokenizer, settings.generator.embedded)
+    card = {"dataset": settings.dataset.name, "dataset_md5": dataset_md5, "classes": classes, "prompts": prompts,
+            "recipe": settings.generator.embedded.model_dump(), "images": len(paths), **stats}
+    save(pipeline, out_dir, card, tokenizer_dir)
+    get_run_logger().info(
+        "embedded generator trained in %.0f s: VAE mse %.4f, UNet loss %.4f -> %s",
+        stats["train_seconds"], stats["vae_mse"], stats["unet_loss"], out_dir,
+    )
+    return Outputs.of(card, **{role: out_dir / name for role, name in WEIGHTS.items()})
+
+
+def make_engine(settings: Settings) -> Engine:
+    g = settings.generator
+    return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance)
+
+
+def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[str, np.ndarray]:
+    """Mean embedding of each class's real train images (GeNIe-Ada's target direction)."""
+    classes = split.info["classes"]
+    paths, labels = real_images(settings, split)
+    z = np.concatenate([embed([load_rgb(p) for p in paths[i : i + 256]]) for i in range(0, len(paths), 256)])
+    labels = np.asarray(labels)
+    return {label: z[labels == i].mean(0) for i, label in enumerate(classes)}
+
+
+def generator_for(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
+                  classifier: Outputs | None) -> Generator:
+    embed = Embedder(classifier["checkpoint"]) if classifier is not None else None
+    return Generator(
+        engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
+        embed=embed, target_means=target_means(embed, settings, split) if embed else None,
+    )
+
+
+@task(name="generate")
+def generate(settings: Settings, edits: list[Edit], split: Outputs, classifier: Outputs | None, out_dir: Path) -> dict:
+    """Make the edits not yet made (content keys), one folder per method."""
+    engine = make_engine(settings)
+    stats = generator_for(settings, engine, out_dir, split, classifier).run(edits)
+    get_run_logger().info(
+        "%d requested, %d already there, %d generated, %d dropped by the safety checker; %.1f img/s, "
+        "%.0f UNet evaluations per image -> %s",
+        stats["requested"], stats["existing"], stats["generated"], stats["dropped"],
+        stats["images_per_second"], stats["unet_evals_per_image"], out_dir,
+    )
+    return stats
+
+
+@task(name="judge-generator")
+def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out_dir: Path,
+                    samples_per_class: int = 20, pairs: int = 100, ratios: tuple[float, ...] = (0.3, 0.5, 0.8)) -> dict:
+    """Label consistency judged by a classifier trained only on real images.
+
+    txt2img: share of samples judged as the prompted class. GeNIe: for `pairs` random
+    (source, target) pairs, share judged as the target (and as the source) at each r.
+    """
+    classes = split.info["classes"]
+    manifest = read_manifest(split["manifest"])
+    engine = make_engine(settings)
+    model, meta = load_checkpoint(classifier["checkpoint"])
+    transform = transforms(model, meta["image_size"])
+
+    def judged(folder: Path, keys: list[str]) -> np.ndarray:
+        batch = torch.stack([transform(load_rgb(folder / f"{k}.png")) for k in keys])
+        with torch.no_grad():
+            return np.asarray(classes)[model(batch).argmax(1).numpy()]
+
+    metrics: dict[str, float] = {}
+    samples = Generator(engine, out_dir / "txt2img", settings.prompt, settings.generator.batch_size)
+    edits = select_edits(manifest, settings.dataset.path, classes, "txt2img", samples_per_class, None,
+                         settings.generator.seed)
+    samples.run(edits, progress=False)
+    keys = [samples.key(e) for e in edits]
+    metrics["txt2img.label_accuracy"] = float((judged(samples.out_dir, keys) == [e.target for e in edits]).mean())
+
+    rng = np.random.default_rng(settings.generator.seed)
+    train = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    chosen = []
+    for i in rng.choice(len(train), size=pairs, replace=len(train) < pairs):
+        source = train.iloc[i]
+        target = rng.choice([c for c in classes if c != source["label"]])
+        chosen.append((str(Path(settings.dataset.path) / source["path"]), source["label"], str(target)))
+    edits_folder = Generator(engine, out_dir / "genie", settings.prompt, settings.generator.batch_size)
+    for r in ratios:
+        edits = [Edit(s, sc, t, "genie", r, edit_seed(settings.generator.seed, s, t)) for s, sc, t in chosen]
+        edits_folder.run(edits, progress=False)
+        labels = judged(edits_folder.out_dir, [edits_folder.key(e) for e in edits])
+        metrics[f"genie.target_share.r{r}"] = float((labels == [t for _, _, t in chosen]).mean())
+        metrics[f"genie.source_share.r{r}"] = float((labels == [sc for _, sc, _ in chosen]).mean())
+    get_run_logger().info("generator quality: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    return metrics

@@ -1,0 +1,65 @@
+"""train-generator -> generate through the real flows and CLI, on a tiny training budget."""
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+TINY = ["--set", "generator.embedded.vae_steps=4", "--set", "generator.embedded.unet_steps=4",
+        "--set", "generator.steps=4", "--set", "classifier.epochs=1"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [*args, *TINY])
+
+
+def test_train_generator_then_generate_incrementally(project):
+    first = invoke("train-generator")
+    assert first.exit_code == 0, first.output
+    folder = project / "artifacts/digits/generator"
+    assert (folder / "model_index.json").is_file() and "dataset_md5" in (folder / "README.md").read_text()
+    again = invoke("train-generator")
+    assert '"train-generator": "cached"' in again.output
+    runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("digits").experiment_id])
+    assert [r.info.run_name for r in runs] == ["train-generator"]  # logged once, when it trained
+
+    made = invoke("generate", "--method", "genie", "--per-class", "2")
+    assert made.exit_code == 0, made.output
+    manifest = pd.read_csv(project / "artifacts/digits/generated/genie/manifest.csv", dtype=str)
+    assert len(manifest) == 20 and (manifest["source_class"] != manifest["target"]).all()
+    assert set(manifest["ratio"]) == {"0.8"}
+    assert sorted(manifest["file"]) == sorted(p.name for p in (project / "artifacts/digits/generated/genie").glob("*.png"))
+
+    repeat = invoke("generate", "--method", "genie", "--per-class", "2")
+    assert '"generated": 0' in repeat.output and '"existing": 20' in repeat.output
+    more = invoke("generate", "--method", "genie", "--per-class", "3")
+    assert '"generated": 10' in more.output  # the 2 first of each class are the same draws
+
+    ada = invoke("generate", "--method", "genie-ada", "--per-class", "1")
+    assert ada.exit_code == 0, ada.output
+    rows = pd.read_csv(project / "artifacts/digits/generated/genie-ada/manifest.csv")
+    assert rows["ratio"].isin([0.6, 0.7, 0.8, 0.9]).all() and rows["ada_scores"].str.count(",").eq(3).all()
+
+
+def test_bad_generate_input_is_one_line(project):
+    assert invoke("prepare").exit_code == 0
+    source = next((project / "data/digits/3").glob("*.png"))
+    pairs = project / "pairs.csv"
+    pairs.write_text(f"source,target\n{source},eleven\n")
+    cases = [
+        (["--pairs", str(pairs)], "unknown class 'eleven'"),
+        (["--ratio", "1.5"], "--ratio 1.5: a noise ratio must be in (0, 1]"),
+        (["--method", "magic"], "unknown method 'magic'"),
+        (["--method", "txt2img", "--ratio", "0.5"], "--ratio does not apply to txt2img"),
+        (["--set", "generator.model=missing/model/folder"], "generator model missing/model/folder: folder not found"),
+    ]
+    for args, message in cases:
+        result = invoke("generate", *args)
+        assert result.exit_code != 0, args
+        last = result.output.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last, (args, last)
+    pairs.write_text("source,target\n")
+    result = invoke("generate", "--pairs", str(pairs))
+    assert "needs a header with columns source,target and at least one row" in result.output
+    assert not (project / "artifacts/digits/generated").exists()
