@@ -58,8 +58,9 @@ def select_edits(manifest: pd.DataFrame, root: Path, classes: list[str], method:
         order = sorted(pool.index, key=lambda i: seeded_rank(f"{seed}:{target}", pool.at[i, "path"]))
         for _, row in pool.loc[order[:per_class]].iterrows():
             label = row["label"] if method == "img2img" else target
-            edits.append(Edit(str(Path(root) / row["path"]), row["label"], label, method,
-                              None if method == "genie-ada" else ratio, edit_seed(seed, row["path"], label)))
+            source = str(Path(root) / row["path"])
+            edits.append(Edit(source, row["label"], label, method, None if method == "genie-ada" else ratio,
+                              edit_seed(seed, source, label)))
     return edits
 
 

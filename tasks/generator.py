@@ -110,18 +110,20 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
     model, meta = load_checkpoint(classifier["checkpoint"])
     transform = transforms(model, meta["image_size"])
 
-    def judged(folder: Path, keys: list[str]) -> np.ndarray:
-        batch = torch.stack([transform(load_rgb(folder / f"{k}.png")) for k in keys])
+    def judged(made: Generator, edits: list[Edit]) -> tuple[np.ndarray, list[Edit]]:
+        """The judge's labels for the edits that were kept (a safety checker may drop some)."""
+        kept = [e for e in edits if (made.out_dir / f"{made.key(e)}.png").exists()]
+        batch = torch.stack([transform(load_rgb(made.out_dir / f"{made.key(e)}.png")) for e in kept])
         with torch.no_grad():
-            return np.asarray(classes)[model(batch).argmax(1).numpy()]
+            return np.asarray(classes)[model(batch).argmax(1).numpy()], kept
 
     metrics: dict[str, float] = {}
     samples = Generator(engine, out_dir / "txt2img", settings.prompt, settings.generator.batch_size)
     edits = select_edits(manifest, settings.dataset.path, classes, "txt2img", samples_per_class, None,
                          settings.generator.seed)
     samples.run(edits, progress=False)
-    keys = [samples.key(e) for e in edits]
-    metrics["txt2img.label_accuracy"] = float((judged(samples.out_dir, keys) == [e.target for e in edits]).mean())
+    labels, kept = judged(samples, edits)
+    metrics["txt2img.label_accuracy"] = float((labels == [e.target for e in kept]).mean())
 
     rng = np.random.default_rng(settings.generator.seed)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
@@ -134,8 +136,8 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
     for r in ratios:
         edits = [Edit(s, sc, t, "genie", r, edit_seed(settings.generator.seed, s, t)) for s, sc, t in chosen]
         edits_folder.run(edits, progress=False)
-        labels = judged(edits_folder.out_dir, [edits_folder.key(e) for e in edits])
-        metrics[f"genie.target_share.r{r}"] = float((labels == [t for _, _, t in chosen]).mean())
-        metrics[f"genie.source_share.r{r}"] = float((labels == [sc for _, sc, _ in chosen]).mean())
+        labels, kept = judged(edits_folder, edits)
+        metrics[f"genie.target_share.r{r}"] = float((labels == [e.target for e in kept]).mean())
+        metrics[f"genie.source_share.r{r}"] = float((labels == [e.source_class for e in kept]).mean())
     get_run_logger().info("generator quality: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return metrics

@@ -63,3 +63,16 @@ def test_bad_generate_input_is_one_line(project):
     result = invoke("generate", "--pairs", str(pairs))
     assert "needs a header with columns source,target and at least one row" in result.output
     assert not (project / "artifacts/digits/generated").exists()
+
+
+def test_quality_is_judged_and_logged(project):
+    result = invoke("quality", "--samples-per-class", "2", "--pairs", "6")
+    assert result.exit_code == 0, result.output
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id],
+                              "attributes.run_name = 'generator-quality'")
+    metrics = runs[0].data.metrics
+    assert set(metrics) == {"txt2img.label_accuracy"} | {f"genie.{s}_share.r{r}" for s in ("target", "source")
+                                                         for r in (0.3, 0.5, 0.8)}
+    assert all(0 <= v <= 1 for v in metrics.values())
+    assert len(list((project / "artifacts/digits/generated/txt2img").glob("*.png"))) == 20
