@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install run test repro clean
+.PHONY: install run test repro dag clean
 
 install: $(VENV)/.installed
 
@@ -28,5 +28,9 @@ test: install
 clean:
 	rm -rf artifacts mlruns mlflow.db .genie
 
+# dvc.yaml's stages need data/ first: `genie prepare` exports / checks it and updates data.dvc.
 repro: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" sh -c 'genie prepare >/dev/null && dvc repro'
+
+dag: install
+	$(BIN)/dvc dag

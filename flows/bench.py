@@ -6,8 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.generation import ensure_generator
-from flows.pipeline import prepare, train_baseline
+from flows.steps import ensure_generator, prepare, train_baseline
 from models.architectures import sd15_pipeline
 from models.benchmark import bench_methods, bench_reference
 from models.config import Settings

@@ -58,12 +58,80 @@ def prepare(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) 
 
 
 @app.command()
-def run(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Run the pipeline: version data, split, train the baseline, evaluate, register in MLflow.
-    Every step is cached by content: a re-run with nothing changed trains nothing."""
+def run(
+    until: Annotated[str, typer.Option(help="stop after this stage: prepare, train-generator, baseline, select, "
+                                       "generate, finetune or evaluate")] = "evaluate",
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+) -> None:
+    """The nightly pipeline: prepare -> train-generator -> baseline -> select (confusion-driven) ->
+    generate (hard negatives) -> finetune -> evaluate -> promote (only if the challenger wins).
+    Every step is cached by content: a re-run with nothing changed recomputes nothing."""
     from flows.pipeline import genie_run
 
-    _run(genie_run, settings_from(params, set_))
+    settings = settings_from(params, set_)
+    _run(with_runner(genie_run, settings), settings, until=until)
+
+
+def with_runner(flow, settings: Settings):
+    """The flow on the configured task runner: in-process, or a Dask cluster for generation shards."""
+    if settings.runner.kind != "dask":
+        return flow
+    from prefect_dask import DaskTaskRunner
+
+    if settings.runner.dask_address:
+        runner = DaskTaskRunner(address=settings.runner.dask_address)
+    else:
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": settings.runner.dask_workers, "threads_per_worker": 1,
+                                                "processes": True})
+    return flow.with_options(task_runner=runner)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="the model version to make champion")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+) -> None:
+    """Make a given version the champion by hand (the one it replaces becomes previous-champion)."""
+    from tasks.registry import set_champion
+    from tasks.tracking import configure
+
+    settings = settings_from(params, set_)
+    configure()
+    try:
+        before = set_champion(settings.registered_model, version)
+    except Exception as err:  # MLflow says which version is unknown
+        fail(f"{settings.registered_model} version {version}: {str(err).splitlines()[0]}")
+    typer.echo(f"{settings.registered_model}: champion is version {version} (was {before})")
+
+
+@app.command()
+def rollback(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Give the champion alias back to the previous champion."""
+    from tasks.registry import rollback as roll_back
+    from tasks.tracking import configure
+
+    settings = settings_from(params, set_)
+    configure()
+    try:
+        version = roll_back(settings.registered_model)
+    except ValueError as err:
+        fail(err)
+    typer.echo(f"{settings.registered_model}: champion is version {version} again")
+
+
+@app.command()
+def lineage(reference: Annotated[str, typer.Argument(help="<model name>@<alias or version>, e.g. digits-classifier@champion")]) -> None:
+    """What made a model: dataset and generated-data digests, generator, selection, config, commit, runs."""
+    from tasks.registry import lineage as trace
+    from tasks.tracking import configure
+
+    configure()
+    try:
+        typer.echo(json.dumps(trace(reference), indent=2))
+    except ValueError as err:
+        fail(err)
 
 
 @app.command("train-generator")

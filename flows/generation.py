@@ -5,41 +5,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.pipeline import prepare, train_baseline
+from flows.steps import ensure_generator, prepare, train_baseline
 from models.config import Settings
 from models.dataset import read_manifest
 from models.generation import METHODS, Edit, edit_seed, select_edits
-from tasks.caching import Outputs, run_verified
-from tasks.data import DataVersion
-from tasks.generator import generate, judge_generator, train_generator_model
+from tasks.caching import Outputs
+from tasks.generator import generate, judge_generator
 from tasks.tracking import configure, record_run
-
-
-def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, steps: dict[str, str]) -> Outputs | None:
-    """Train the embedded model unless a generator model is configured."""
-    if settings.generator.model:
-        return None
-    model = run_verified(
-        train_generator_model, steps, settings=_generator_inputs(settings), dataset_md5=data.md5, split=split,
-        out_dir=Path(settings.generator_model),
-    )
-    if steps["train-generator"] == "ran":
-        card = model.info
-        record_run(
-            settings, data, "train-generator",
-            params={f"embedded.{k}": v for k, v in card["recipe"].items()} | {"prompt": settings.generator.prompt},
-            metrics={k: card[k] for k in ("vae_mse", "unet_loss", "train_seconds", "scaling_factor")},
-            artifacts=[Path(settings.generator_model) / "README.md"],
-            tags={"generator": settings.generator_model},
-        )
-    return model
-
-
-def _generator_inputs(settings: Settings) -> Settings:
-    """Only what the embedded model depends on, so unrelated edits keep its cache."""
-    return Settings(dataset=settings.dataset, generator={"prompt": settings.generator.prompt,
-                    "class_names": settings.generator.class_names, "embedded": settings.generator.embedded},
-                    paths=settings.paths)
 
 
 @flow(name="genie-train-generator")

@@ -1,4 +1,5 @@
-"""The main job: version data -> split -> train baseline -> evaluate -> register."""
+"""The nightly pipeline: prepare -> train-generator -> baseline -> select -> generate -> finetune
+-> evaluate (and promote). `until` stops after a stage, which is how dvc.yaml runs each one."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,81 +7,124 @@ from datetime import datetime
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
+from flows.steps import (Steps, ensure_generator, evaluate, generate_selection, prepare, select,
+                         train_baseline)
 from models.config import Settings
-from tasks.caching import Outputs, run_verified
-from tasks.data import DataVersion, split_data, version_data
-from tasks.evaluate import evaluate_classifier
-from tasks.tracking import configure, log_dataset, log_evaluation, register_classifier, start_pipeline_run
-from tasks.train import train_classifier
+from models.engine import model_identity
+from tasks.caching import file_digest, run_verified
+from tasks.registry import crown_first, fetch_champion, promote_if_better, register_classifier
+from tasks.tracking import configure, log_dataset, log_evaluation, log_files, start_pipeline_run
+from tasks.train import finetune_classifier
+from tasks.versioning import commit_stages, version_generated
 
-
-def prepare(settings: Settings, steps: dict[str, str]) -> tuple[DataVersion, Outputs]:
-    data = version_data(settings.dataset)
-    split = run_verified(split_data, steps, cfg=settings.dataset, dataset_md5=data.md5, out_dir=settings.workdir / "split")
-    return data, split
-
-
-def train_baseline(settings: Settings, data: DataVersion, split: Outputs, steps: dict[str, str]) -> Outputs:
-    return run_verified(
-        train_classifier,
-        steps,
-        cfg=settings.classifier,
-        dataset_root=settings.dataset.path,
-        dataset_md5=data.md5,
-        split=split,
-        image_size=settings.dataset.image_size,
-        out_dir=settings.workdir / "baseline",
-    )
+STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finetune", "evaluate")
 
 
 @flow(name="genie-prepare")
 def genie_prepare(settings: Settings) -> dict:
-    steps: dict[str, str] = {}
+    steps: Steps = {}
     data, split = prepare(settings, steps)
-    return {
-        "dataset_md5": data.md5,
-        "dvc_file": data.pointer,
-        "manifest": split.files["manifest"],
-        "steps": steps,
-        **split.info,
-    }
+    return {"dataset_md5": data.md5, "dvc_file": data.pointer, "manifest": split.files["manifest"], "steps": steps,
+            **split.info}
 
 
 @flow(name="genie-run")
-def genie_run(settings: Settings) -> dict:
+def genie_run(settings: Settings, until: str = "evaluate") -> dict:
+    """Every stage is a cached task: a re-run with nothing changed recomputes nothing."""
+    if until not in STAGES:
+        raise ValueError(f"--until {until}: choose one of {', '.join(STAGES)}")
+    last = STAGES.index(until)
     logger = get_run_logger()
     configure()
-    steps: dict[str, str] = {}
+    steps: Steps = {}
     data, split = prepare(settings, steps)
+    if last < STAGES.index("train-generator"):
+        commit_stages(["prepare"])
+        return {"dataset_md5": data.md5, "steps": steps}
     run_id = start_pipeline_run(settings, data, f"genie-run-{datetime.now():%Y%m%d-%H%M%S}")
+    summary: dict = {"run_id": run_id, "dataset_md5": data.md5, "steps": steps}
     status = "FAILED"
     try:
-        workdir = settings.workdir
         log_dataset(run_id, settings, data, split)
-        model = train_baseline(settings, data, split, steps)
-        evaluation = run_verified(
-            evaluate_classifier,
-            steps,
-            model=model,
-            split=split,
-            dataset_root=settings.dataset.path,
-            cfg=settings.evaluate,
-            out_dir=workdir / "baseline" / "evaluation",
-        )
-        registered = register_classifier(run_id, settings, data, model, evaluation)
-        log_evaluation(run_id, evaluation, registered, steps)
+        ensure_generator(settings, data, split, steps)
+        if last >= STAGES.index("baseline"):
+            summary |= nightly(settings, data, split, run_id, steps, last)
+        uncommitted = commit_stages(list(STAGES[: last + 1]))
+        if uncommitted:
+            logger.warning("dvc.lock not updated for %s (outputs this configuration does not make)", uncommitted)
         status = "FINISHED"
     finally:
+        log_files(run_id, [], "", tags={f"step.{name}": how for name, how in steps.items()})
         MlflowClient().set_terminated(run_id, status)
-    summary = {
-        "run_id": run_id,
-        "dataset_md5": data.md5,
-        "test_accuracy": evaluation.info["metrics"]["accuracy"],
-        "steps": steps,
-        **{f"model_{k}": v for k, v in registered.items()},
-    }
-    logger.info(
-        "%s version %s: test accuracy %.4f; champion is version %s (MLflow run %s)",
-        registered["name"], registered["version"], summary["test_accuracy"], registered["champion"], run_id,
-    )
+    logger.info("%s", summary.get("decision", f"stopped after {until}"))
     return summary
+
+
+def nightly(settings: Settings, data, split, run_id: str, steps: Steps, last: int) -> dict:
+    workdir = settings.workdir
+    baseline = train_baseline(settings, data, split, steps)
+    baseline_test = evaluate(settings, baseline, split, steps, "evaluate-baseline", workdir / "baseline" / "evaluation")
+    log_evaluation(run_id, baseline_test, "baseline.test", "baseline")
+    base = register_classifier(run_id, settings, data, baseline, baseline_test, "baseline")
+    champion_version = crown_first(settings, base["version"])
+    summary = {"baseline_version": base["version"], "baseline_test_accuracy": baseline_test.info["metrics"]["accuracy"]}
+    if last < STAGES.index("select"):
+        return summary | {"champion": champion_version}
+
+    champion = fetch_champion(settings, workdir / "champion")
+    # A champion this pipeline fine-tuned from today's baseline is looked at through that baseline:
+    # otherwise each promotion would move the selection, and a night with nothing new would never settle.
+    selector = baseline if base["version"] in (champion.info["version"], champion.info["base_version"]) else champion
+    champion_val = evaluate(settings, selector, split, steps, "evaluate-selector-val", workdir / "selector" / "val", "val")
+    selection = select(settings, champion_val, split, steps)
+    log_files(run_id, [selection["selection"], champion_val["soft_confusion"], champion_val["confusion_plot"]],
+              "selection", metrics={"selection.sources": selection.info["sources"]})
+    summary |= {"targets": selection.info["targets"], "sources": selection.info["sources"]}
+    if last < STAGES.index("generate"):
+        return summary
+
+    generated, totals = generate_selection(settings, data, split, selection, baseline, steps)
+    generated_md5, pointer = version_generated(workdir / "generated")
+    manifest = workdir / "generated" / settings.select.method / "manifest.csv"
+    log_files(run_id, [manifest] if manifest.exists() else [], "generated", tags={"generated_md5": generated_md5},
+              metrics={f"generated.{k}": v for k, v in totals.items()})
+    summary |= {"generated_md5": generated_md5, "generated": totals}
+    if last < STAGES.index("finetune"):
+        return summary
+
+    challenger = run_verified(
+        finetune_classifier, steps, cfg=settings.classifier, finetune=settings.finetune,
+        dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
+        base=baseline, generated=generated, generated_md5=generated_md5, out_dir=workdir / "finetuned",
+    )
+    if last < STAGES.index("evaluate"):
+        return summary
+
+    challenger_test = evaluate(settings, challenger, split, steps, "evaluate-challenger", workdir / "finetuned" / "evaluation")
+    log_evaluation(run_id, challenger_test, "challenger.test", "challenger")
+    lineage = {
+        "generated_md5": generated_md5, "generated_dvc_file": pointer.as_posix(), "generated_images": len(generated),
+        "generator": settings.generator_model, "generator_digest": model_identity(settings.generator_model),
+        "selection_sha256": file_digest(selection["selection"]), "selection_artifact": f"runs:/{run_id}/selection/selection.csv",
+        "base_version": base["version"],
+    }
+    registered = register_classifier(run_id, settings, data, challenger, challenger_test, "finetuned", lineage,
+                                     datasets={"generated": (manifest, generated_md5)})
+    if registered["version"] == champion.info["version"]:  # last night's challenger, already promoted
+        champion_test = challenger_test
+    else:  # the champion on the same test data, in the same run
+        champion_test = evaluate(settings, champion, split, steps, "evaluate-champion", workdir / "champion" / "evaluation")
+    log_evaluation(run_id, champion_test, "champion.test", "champion")
+    decision = promote_if_better(settings, registered["version"], challenger_test.info["metrics"],
+                                 champion.info["version"], champion_test.info["metrics"])
+    return summary | {
+        "challenger_version": registered["version"],
+        "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
+        "champion_test_accuracy": champion_test.info["metrics"]["accuracy"],
+        "promoted": decision["promoted"],
+        "champion": decision["champion"],
+        "decision": f"challenger v{registered['version']} {'promoted' if decision['promoted'] else 'not promoted'}: "
+                    f"{decision['reason']}",
+    }
+
+

@@ -78,12 +78,17 @@ def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
     return float((predictions == labels).mean())
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    probabilities, true = predict_proba(model, loader)
+    return probabilities.argmax(1), true
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     out, true = [], []
     for images, labels in loader:
-        out.append(model(images).argmax(1).numpy())
+        out.append(model(images).softmax(1).numpy())
         true.append(np.asarray(labels))
     return np.concatenate(out), np.concatenate(true)
 
@@ -95,10 +100,14 @@ def train(
     image_size: int,
     cfg: ClassifierConfig,
     progress: bool = True,
+    init: Path | None = None,
 ) -> Trained:
-    """AdamW + per-step cosine schedule with warm-up, MixUp / CutMix optional, early stopping on val."""
+    """AdamW + per-step cosine schedule with warm-up, MixUp / CutMix optional, early stopping on val.
+
+    `init`: a checkpoint to fine-tune from instead of timm's initial (or pretrained) weights.
+    """
     generator = seed_everything(cfg.seed)
-    model = build_model(cfg.model, num_classes, cfg.pretrained)
+    model = load_checkpoint(init)[0].train() if init else build_model(cfg.model, num_classes, cfg.pretrained)
     aug = cfg.augment
     mixing = aug.mixup > 0 or aug.cutmix > 0
     train_loader = DataLoader(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -129,6 +129,42 @@ class Genie(Strict):
         return self
 
 
+class Select(Strict):
+    """Which hard negatives the nightly run makes, from the champion's confusion on val."""
+
+    targets: Literal["all", "weakest", "tail"] = Field("all", description="all, the n weakest by recall, or tail classes")
+    n_weakest: int = Field(3, ge=1)
+    k_confused: int = Field(2, ge=1, description="source classes per target: the k it is most confused with")
+    per_target: int = Field(20, ge=1, description="hard negatives per target class")
+    method: Literal["genie", "genie-ada", "img2img", "txt2img"] = "genie-ada"
+    shard_size: int = Field(64, ge=1, description="edits per generation task")
+    seed: int = 0
+
+
+class Runner(Strict):
+    """Where generation shards run: in-process, or on a Dask cluster (prefect-dask)."""
+
+    kind: Literal["default", "dask"] = "default"
+    dask_address: str | None = Field(None, description="scheduler address of an existing cluster; empty: a local one")
+    dask_workers: int = Field(2, ge=1, description="workers of the local cluster")
+
+
+class Finetune(Strict):
+    epochs: int = Field(10, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    patience: int = Field(5, ge=1)
+
+
+class Promote(Strict):
+    min_improvement: float = Field(0.0, ge=0, description="overall accuracy gain the challenger must exceed")
+    few_shot_tolerance: float = Field(0.01, ge=0, description="largest allowed drop on the few-shot group")
+
+
+class Schedule(Strict):
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+
+
 class Paths(Strict):
     artifacts: Path = Path("artifacts")
 
@@ -139,6 +175,11 @@ class Settings(Strict):
     evaluate: Evaluate = Evaluate()
     generator: Generator = Generator()
     genie: Genie = Genie()
+    select: Select = Select()
+    runner: Runner = Runner()
+    finetune: Finetune = Finetune()
+    promote: Promote = Promote()
+    schedule: Schedule = Schedule()
     paths: Paths = Paths()
 
     @property

@@ -35,6 +35,14 @@ def evaluate_predictions(
     return metrics, pd.DataFrame(matrix, index=classes, columns=classes)
 
 
+def soft_confusion(true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Probability mass each true class puts on each class: confusion that a 99%-accurate model
+    still shows, where hard counts are mostly zero."""
+    matrix = np.zeros((len(classes), len(classes)))
+    np.add.at(matrix, true, probabilities)
+    return pd.DataFrame(matrix, index=classes, columns=classes)
+
+
 def plot_confusion(matrix: pd.DataFrame, path: Path, title: str = "confusion matrix") -> None:
     import matplotlib
 

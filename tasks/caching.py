@@ -79,8 +79,8 @@ class Outputs:
         return all(Path(p).is_file() and file_digest(p) == self.digests[r] for r, p in self.files.items())
 
 
-def run_verified(step, steps: dict[str, str], **parameters) -> Outputs:
-    """Run a cached step and note in `steps` whether it ran or came from the cache.
+def run_verified(step, steps: dict[str, str], label: str | None = None, **parameters) -> Outputs:
+    """Run a cached step and note in `steps[label]` whether it ran or came from the cache.
 
     A cache hit whose files were since deleted or overwritten is run again.
     """
@@ -89,5 +89,5 @@ def run_verified(step, steps: dict[str, str], **parameters) -> Outputs:
     if not outputs.intact():
         state = step.with_options(refresh_cache=True)(**parameters, return_state=True)
         outputs = state.result()
-    steps[step.name] = "cached" if state.name == "Cached" else "ran"
+    steps[label or step.name] = "cached" if state.name == "Cached" else "ran"
     return outputs

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from models.config import Dataset as DatasetConfig
 from models.dataset import export_digits, scan_imagefolder, split_images
 from tasks.caching import Outputs, cached_task
-from tasks.versioning import track
+from tasks.versioning import track_dataset
 
 EMBEDDED_SIZE = 32  # fixed, so the exported bytes (and data.dvc's md5) are the same everywhere
 
@@ -31,7 +31,7 @@ def version_data(cfg: DatasetConfig) -> DataVersion:
         logger.info("exported %d embedded digit images to %s", count, cfg.path)
     if not cfg.path.is_dir():
         raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found (set dataset.embedded: true for digits)")
-    md5, pointer = track(cfg.path)
+    md5, pointer = track_dataset(cfg.path)
     logger.info("dataset %s at DVC md5 %s (%s)", cfg.name, md5, pointer)
     return DataVersion(cfg.path.as_posix(), md5, pointer.as_posix())
 

@@ -8,39 +8,43 @@ import pandas as pd
 from prefect import get_run_logger
 from torch.utils.data import DataLoader
 
-from models.classifier import Images, load_checkpoint, predict, transforms
+from models.classifier import Images, load_checkpoint, predict_proba, transforms
 from models.config import Evaluate as EvaluateConfig
 from models.dataset import read_manifest, class_counts, subset
-from models.evaluation import class_groups, evaluate_predictions, plot_confusion
+from models.evaluation import class_groups, evaluate_predictions, plot_confusion, soft_confusion
 from tasks.caching import Outputs, cached_task
 
 
 @cached_task(name="evaluate-classifier")
 def evaluate_classifier(
-    model: Outputs, split: Outputs, dataset_root: Path, cfg: EvaluateConfig, out_dir: Path
+    model: Outputs, split: Outputs, dataset_root: Path, cfg: EvaluateConfig, out_dir: Path, on: str = "test"
 ) -> Outputs:
+    """Metrics, confusion (counts and probability mass) and predictions on one split (`on`)."""
     network, meta = load_checkpoint(model["checkpoint"])
     manifest = read_manifest(split["manifest"])
     classes = meta["classes"]
     loader = DataLoader(
-        Images(*subset(manifest, dataset_root, "test", classes), transforms(network, meta["image_size"])),
+        Images(*subset(manifest, dataset_root, on, classes), transforms(network, meta["image_size"])),
         batch_size=256,
     )
-    predicted, true = predict(network, loader)
+    probabilities, true = predict_proba(network, loader)
+    predicted = probabilities.argmax(1)
     groups = class_groups(class_counts(manifest).to_dict(), cfg.many_shot, cfg.few_shot)
     metrics, matrix = evaluate_predictions(true, predicted, classes, groups)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     matrix.to_csv(out_dir / "confusion.csv")
+    soft_confusion(true, probabilities, classes).to_csv(out_dir / "soft_confusion.csv")
     pd.DataFrame({"actual": [classes[i] for i in true], "predicted": [classes[i] for i in predicted]}).to_csv(
         out_dir / "predictions.csv", index=False
     )
-    plot_confusion(matrix, out_dir / "confusion.png", f"test accuracy {metrics['accuracy']:.4f}")
-    get_run_logger().info("test accuracy %.4f on %d images", metrics["accuracy"], len(true))
+    plot_confusion(matrix, out_dir / "confusion.png", f"{on} accuracy {metrics['accuracy']:.4f}")
+    get_run_logger().info("%s accuracy %.4f on %d images", on, metrics["accuracy"], len(true))
     return Outputs.of(
         {"metrics": metrics, "groups": groups},
         metrics=out_dir / "metrics.json",
         confusion=out_dir / "confusion.csv",
         confusion_plot=out_dir / "confusion.png",
         predictions=out_dir / "predictions.csv",
+        soft_confusion=out_dir / "soft_confusion.csv",
     )

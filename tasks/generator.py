@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,11 @@ def make_engine(settings: Settings) -> Engine:
     return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance)
 
 
+@lru_cache(maxsize=1)
+def _shared_engine(model: str, device: str, dtype: str, steps: int, guidance: float, identity: str) -> Engine:
+    return Engine(model, device, dtype, steps, guidance)
+
+
 def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[str, np.ndarray]:
     """Mean embedding of each class's real train images (GeNIe-Ada's target direction)."""
     classes = split.info["classes"]
@@ -94,6 +100,38 @@ def generate(settings: Settings, edits: list[Edit], split: Outputs, classifier: 
         stats["images_per_second"], stats["unet_evals_per_image"], out_dir,
     )
     return stats
+
+
+_MEANS: dict[tuple, tuple] = {}
+
+
+def _shared_means(settings: Settings, split: Outputs, classifier: Outputs):
+    """Ada's feature extractor and class means, computed once per process for a given classifier."""
+    key = (classifier.digests["checkpoint"], split.digests["manifest"], settings.dataset.path.as_posix())
+    if key not in _MEANS:
+        embed = Embedder(classifier["checkpoint"])
+        _MEANS.clear()
+        _MEANS[key] = (embed, target_means(embed, settings, split))
+    return _MEANS[key]
+
+
+@cached_task(name="generate-shard")
+def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, dataset_md5: str, split: Outputs,
+                   classifier: Outputs | None, out_dir: Path) -> Outputs:
+    """One shard of a selection: the unit a task runner (threads, Dask workers) schedules.
+
+    Keyed by its edits, the generator's weights digest and the dataset digest; within a
+    worker process the engine and Ada's class means are loaded once for all its shards.
+    """
+    g = settings.generator
+    engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, model_identity)
+    embed, means = (None, None)
+    if classifier is not None:
+        embed, means = _shared_means(settings, split, classifier)
+    make = Generator(engine, out_dir, settings.prompt, g.batch_size, settings.genie.ada_ratios, embed, means)
+    stats = make.run(edits, progress=False)
+    kept = {make.key(e): e.label for e in edits if (out_dir / f"{make.key(e)}.png").exists()}
+    return Outputs.of(stats | {"labels": kept}, **{key: out_dir / f"{key}.png" for key in kept})
 
 
 @task(name="judge-generator")

@@ -1,4 +1,4 @@
-"""Train the baseline classifier on the real train split."""
+"""Train the baseline classifier on real images; fine-tune it on real + generated hard negatives."""
 from __future__ import annotations
 
 import time
@@ -9,36 +9,60 @@ from prefect import get_run_logger
 
 from models.classifier import save_checkpoint, train
 from models.config import Classifier as ClassifierConfig
+from models.config import Finetune as FinetuneConfig
 from models.dataset import read_manifest, subset
 from tasks.caching import Outputs, cached_task
 
 
-@cached_task(name="train-classifier")
-def train_classifier(
-    cfg: ClassifierConfig, dataset_root: Path, dataset_md5: str, split: Outputs, image_size: int, out_dir: Path
-) -> Outputs:
+def _fit(cfg: ClassifierConfig, dataset_root: Path, split: Outputs, image_size: int, out_dir: Path,
+         extra: tuple[list[Path], list[int]] = ([], []), init: Path | None = None) -> Outputs:
     manifest = read_manifest(split["manifest"])
     classes = split.info["classes"]
+    paths, labels = subset(manifest, dataset_root, "train", classes)
     start = time.monotonic()
     trained = train(
-        subset(manifest, dataset_root, "train", classes),
+        (paths + extra[0], labels + extra[1]),
         subset(manifest, dataset_root, "val", classes),
         len(classes),
         image_size,
         cfg,
+        init=init,
     )
     seconds = time.monotonic() - start
     save_checkpoint(out_dir / "model.pt", trained.model, cfg.model, classes, image_size)
     pd.DataFrame(trained.history).to_csv(out_dir / "history.csv", index=False)
     get_run_logger().info(
-        "%s: best val accuracy %.4f at epoch %d of %d, %.0f s",
-        cfg.model, trained.best_val_accuracy, trained.best_epoch, len(trained.history), seconds,
+        "%s on %d real + %d generated images: best val accuracy %.4f at epoch %d of %d, %.0f s",
+        cfg.model, len(paths), len(extra[0]), trained.best_val_accuracy, trained.best_epoch,
+        len(trained.history), seconds,
     )
     info = {
         "best_val_accuracy": trained.best_val_accuracy,
         "best_epoch": trained.best_epoch,
         "epochs_run": len(trained.history),
         "train_seconds": seconds,
+        "real_images": len(paths),
+        "generated_images": len(extra[0]),
         "history": trained.history,
     }
     return Outputs.of(info, checkpoint=out_dir / "model.pt", history=out_dir / "history.csv")
+
+
+@cached_task(name="train-classifier")
+def train_classifier(
+    cfg: ClassifierConfig, dataset_root: Path, dataset_md5: str, split: Outputs, image_size: int, out_dir: Path
+) -> Outputs:
+    return _fit(cfg, dataset_root, split, image_size, out_dir)
+
+
+@cached_task(name="finetune-classifier")
+def finetune_classifier(
+    cfg: ClassifierConfig, finetune: FinetuneConfig, dataset_root: Path, dataset_md5: str, split: Outputs,
+    image_size: int, base: Outputs, generated: list[tuple[str, str]], generated_md5: str, out_dir: Path,
+) -> Outputs:
+    """Start from the baseline's weights; generated images are labelled with their target class."""
+    classes = split.info["classes"]
+    extra = ([Path(p) for p, _ in generated], [classes.index(label) for _, label in generated])
+    tuned = cfg.model_copy(update={"epochs": finetune.epochs, "lr": finetune.lr, "patience": finetune.patience,
+                                   "warmup_epochs": 0, "pretrained": False})
+    return _fit(tuned, dataset_root, split, image_size, out_dir, extra, init=base["checkpoint"])

@@ -44,17 +44,57 @@ def tracked_target(path: Path, root: Path = Path(".")) -> Path:
     return Path(relative.parts[0])
 
 
-def track(path: Path, root: Path = Path(".")) -> tuple[str, Path]:
-    """`dvc add` the folder holding `path`; return its md5 and the .dvc file.
+def dvc_md5(folder: Path) -> str:
+    """DVC's md5 of a folder, computed the way `dvc add` does, without touching the repository."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+    from dvc_objects.fs.memory import MemoryFileSystem
 
-    Inside a `dvc repro` stage (DVC_STAGE set) DVC holds the repository lock and has
-    already checked the data as a dependency, so the pointer is only read.
+    _, _, tree = build(HashFileDB(MemoryFileSystem(), "/odb"), str(folder.resolve()), LocalFileSystem(), "md5",
+                       dry_run=True)
+    return tree.hash_info.value
+
+
+def track(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
+    """`dvc add` a folder; return its md5 and the .dvc pointer.
+
+    Inside a `dvc repro` stage (DVC_STAGE set) DVC holds the repository lock and versions
+    the stage's outputs itself, so the md5 is only computed.
     """
-    target = tracked_target(path, root)
-    pointer = root / f"{target.as_posix()}.dvc"
-    if not os.environ.get("DVC_STAGE"):
-        ensure_repo(root)
-        dvc("add", "--quiet", target.as_posix(), cwd=root)
-    elif not pointer.is_file():
-        raise VersioningError(f"{pointer} not found: run `genie prepare` once before `dvc repro`")
-    return yaml.safe_load(pointer.read_text())["outs"][0]["md5"], pointer
+    pointer = folder.with_name(folder.name + ".dvc")
+    if os.environ.get("DVC_STAGE"):
+        return dvc_md5(root / folder), pointer
+    ensure_repo(root)
+    dvc("add", folder.as_posix(), cwd=root)
+    return yaml.safe_load((root / pointer).read_text())["outs"][0]["md5"], pointer
+
+
+def track_dataset(path: Path, root: Path = Path(".")) -> tuple[str, Path]:
+    return track(tracked_target(path, root), root)
+
+
+def commit_stages(stages: list[str], root: Path = Path(".")) -> list[str]:
+    """Record what the flow made as these dvc.yaml stages' outputs (dvc.lock and the DVC cache).
+
+    Returns the stages that could not be committed (e.g. an output this configuration does not make).
+    """
+    if os.environ.get("DVC_STAGE") or not (root / "dvc.yaml").is_file():
+        return []
+    declared = yaml.safe_load((root / "dvc.yaml").read_text()).get("stages", {})
+    failed = []
+    for stage in stages:
+        if stage in declared:
+            try:
+                dvc("commit", "--force", stage, cwd=root)
+            except VersioningError:
+                failed.append(stage)
+    return failed
+
+
+def version_generated(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
+    """The generated images' DVC md5. Where dvc.yaml declares them (the generate stage), DVC
+    versions them through dvc.lock; elsewhere they get a .dvc pointer of their own."""
+    if (root / "dvc.yaml").is_file() or os.environ.get("DVC_STAGE"):
+        return dvc_md5(root / folder), root / "dvc.lock"
+    return track(folder, root)

@@ -1,53 +1,87 @@
-"""The main job end to end with the real Prefect, MLflow and DVC, in a fresh project folder."""
+"""The nightly pipeline end to end with the real Prefect, MLflow and DVC, on tiny budgets."""
 from pathlib import Path
 
 import yaml
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from flows.cli import app
 from flows.pipeline import genie_run
 from models.config import Settings
 
-FAST = {"classifier": {"epochs": 2}}
-STEPS = ("split-data", "train-classifier", "evaluate-classifier")
+TINY = {
+    "classifier": {"epochs": 2},
+    "finetune": {"epochs": 1},
+    "generator": {"steps": 4, "embedded": {"vae_steps": 4, "unet_steps": 4}},
+    "select": {"per_target": 2, "shard_size": 8},
+}
+NAME = "digits-classifier"
 
 
-def test_run_registers_a_champion_then_hits_the_cache(project: Path):
-    settings = Settings.model_validate(FAST)
+def test_nightly_run_promotes_with_reasons_then_hits_the_cache(project: Path):
+    settings = Settings.model_validate(TINY)
     first = genie_run(settings)
-    assert first["steps"] == {step: "ran" for step in STEPS}
-    assert first["test_accuracy"] > 0.5
+    assert set(first["steps"].values()) == {"ran"}
+    assert first["generated"]["generated"] == 20 and len(first["targets"]) == 10
+    assert sum(k.startswith("generate-shard-") for k in first["steps"]) == 3  # 20 edits in shards of 8
 
     md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
-    assert first["dataset_md5"] == md5 and (project / ".dvc").is_dir()
+    generated = yaml.safe_load((project / "artifacts/digits/generated.dvc").read_text())["outs"][0]
+    assert first["dataset_md5"] == md5 and first["generated_md5"] == generated["md5"]
     client = MlflowClient()
-    champion = client.get_model_version_by_alias("digits-classifier", "champion")
-    assert str(champion.version) == str(first["model_version"]) == "1"
-    assert champion.tags["dataset_md5"] == md5
+    baseline = client.get_model_version(NAME, first["baseline_version"])
+    assert baseline.tags["promotion"] == "first model registered"
+    challenger = client.get_model_version(NAME, first["challenger_version"])
+    assert challenger.tags["promotion"] in ("promoted", "rejected") and challenger.tags["promotion_reason"]
+    assert challenger.tags["generated_md5"] == generated["md5"] and challenger.tags["dataset_md5"] == md5
+    champion = client.get_model_version_by_alias(NAME, "champion").version
+    assert str(champion) == (first["challenger_version"] if first["promoted"] else first["baseline_version"])
+    assert challenger.tags["challenger_test_accuracy"] == f"{first['challenger_test_accuracy']:.4f}"
 
     run = client.get_run(first["run_id"])
-    assert run.info.status == "FINISHED"
-    assert run.data.params["classifier.epochs"] == "2"
+    assert run.info.status == "FINISHED" and run.data.params["classifier.epochs"] == "2"
     assert run.data.tags["git_commit"] == "none"  # the project folder is not a git repository
-    assert run.data.metrics["test.accuracy"] == first["test_accuracy"]
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == md5
-    logged = {a.path for folder in ("data", "evaluation") for a in client.list_artifacts(run.info.run_id, folder)}
-    assert {"data/bad_files.csv", "data/split.csv", "evaluation/confusion.png", "evaluation/confusion.csv"} <= logged
+    finetune_run = client.get_run(challenger.run_id)
+    assert {i.dataset.digest for i in finetune_run.inputs.dataset_inputs} == {generated["md5"]}
+    logged = {a.path for folder in ("data", "selection") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"data/bad_files.csv", "selection/selection.csv", "selection/soft_confusion.csv"} <= logged
 
     second = genie_run(settings)
-    assert second["steps"] == {step: "cached" for step in STEPS}
-    assert second["model_version"] == first["model_version"]
-    assert len(client.search_model_versions("name = 'digits-classifier'")) == 1
-    assert client.get_run(second["run_id"]).data.tags["step.train-classifier"] == "cached"
+    assert set(second["steps"].values()) == {"cached"}, [k for k, v in second["steps"].items() if v == "ran"]
+    assert (second["challenger_version"], second["generated"]["generated"]) == (first["challenger_version"], 0)
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
 
-    # a cache hit whose checkpoint is gone trains again; later steps are keyed on its content
+    # a cache hit whose checkpoint is gone trains again
     (project / "artifacts/digits/baseline/model.pt").unlink()
-    third = genie_run(settings)
-    assert third["steps"]["train-classifier"] == "ran"
-    assert (project / "artifacts/digits/baseline/model.pt").is_file()
+    third = genie_run(settings, until="baseline")
+    assert third["steps"]["train-classifier"] == "ran" and "select-sources" not in third["steps"]
 
 
-def test_changed_config_trains_again(project: Path):
-    genie_run(Settings.model_validate(FAST))
-    changed = genie_run(Settings.model_validate({"classifier": {"epochs": 2, "seed": 1}}))
-    assert changed["steps"] == {"split-data": "cached", "train-classifier": "ran", "evaluate-classifier": "ran"}
+def test_promote_rollback_and_lineage_by_hand(project: Path):
+    first = genie_run(Settings.model_validate(TINY))
+    runner = CliRunner()
+    other = first["baseline_version"] if first["promoted"] else first["challenger_version"]
+    assert runner.invoke(app, ["promote", other]).exit_code == 0
+    assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) == other
+    rolled = runner.invoke(app, ["rollback"])
+    assert rolled.exit_code == 0, rolled.output
+    assert str(MlflowClient().get_model_version_by_alias(NAME, "champion").version) != other
+    bad = runner.invoke(app, ["promote", "99"])
+    assert bad.exit_code == 1 and bad.output.startswith(f"error: {NAME} version 99")
+
+    traced = runner.invoke(app, ["lineage", f"{NAME}@{first['challenger_version']}"])
+    assert traced.exit_code == 0, traced.output
+    for key in ("dataset_md5", "generated_md5", "generator_digest", "selection_sha256", "git_commit",
+                "pipeline_run_id", "registering_run_id", '"classifier.epochs": "2"'):
+        assert key in traced.output
+    assert "expected <model name>@<alias or version>" in runner.invoke(app, ["lineage", NAME]).output
+
+
+def test_changed_config_reruns_only_what_depends_on_it(project: Path):
+    genie_run(Settings.model_validate(TINY))
+    changed = genie_run(Settings.model_validate(TINY | {"finetune": {"epochs": 1, "lr": 0.001}}))
+    ran = {k for k, v in changed["steps"].items() if v == "ran"}
+    assert {"finetune-classifier", "evaluate-challenger"} <= ran <= {"finetune-classifier", "evaluate-challenger",
+                                                                     "evaluate-champion"}

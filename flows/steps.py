@@ -1,0 +1,114 @@
+"""The pipeline's steps, shared by every flow (and so by the CLI and dvc.yaml): each one
+calls a cached task and records whether it ran or came from the cache."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger
+
+from models.config import Generator, Settings
+from models.engine import model_identity
+from models.generation import Edit, edit_seed
+from tasks.caching import Outputs, run_verified
+from tasks.data import DataVersion, split_data, version_data
+from tasks.evaluate import evaluate_classifier
+from tasks.generator import generate_shard, train_generator_model
+from tasks.selection import select_hard_negatives
+from tasks.tracking import record_run
+from tasks.train import train_classifier
+
+Steps = dict[str, str]
+
+
+def only(settings: Settings, *sections: str) -> Settings:
+    """The settings a cached step depends on, defaults elsewhere: other sections keep its cache."""
+    return Settings(**{section: getattr(settings, section) for section in sections})
+
+
+def prepare(settings: Settings, steps: Steps) -> tuple[DataVersion, Outputs]:
+    data = version_data(settings.dataset)
+    split = run_verified(split_data, steps, cfg=settings.dataset, dataset_md5=data.md5,
+                         out_dir=settings.workdir / "split")
+    return data, split
+
+
+def train_baseline(settings: Settings, data: DataVersion, split: Outputs, steps: Steps) -> Outputs:
+    return run_verified(train_classifier, steps, cfg=settings.classifier, dataset_root=settings.dataset.path,
+                        dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
+                        out_dir=settings.workdir / "baseline")
+
+
+def evaluate(settings: Settings, model: Outputs, split: Outputs, steps: Steps, label: str, out_dir: Path,
+             on: str = "test") -> Outputs:
+    return run_verified(evaluate_classifier, steps, label, model=model, split=split,
+                        dataset_root=settings.dataset.path, cfg=settings.evaluate, out_dir=out_dir, on=on)
+
+
+def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, steps: Steps) -> Outputs | None:
+    """Train the embedded model unless a generator model is configured."""
+    if settings.generator.model:
+        return None
+    inputs = only(settings, "dataset", "paths").model_copy(update={"generator": Generator(
+        prompt=settings.generator.prompt, class_names=settings.generator.class_names,
+        embedded=settings.generator.embedded)})
+    model = run_verified(train_generator_model, steps, settings=inputs, dataset_md5=data.md5, split=split,
+                         out_dir=Path(settings.generator_model))
+    if steps["train-generator"] == "ran":
+        card = model.info
+        record_run(
+            settings, data, "train-generator",
+            params={f"embedded.{k}": v for k, v in card["recipe"].items()} | {"prompt": settings.generator.prompt},
+            metrics={k: card[k] for k in ("vae_mse", "unet_loss", "train_seconds", "scaling_factor")},
+            artifacts=[Path(settings.generator_model) / "README.md"],
+            tags={"generator": settings.generator_model},
+        )
+    return model
+
+
+def select(settings: Settings, confusion: Outputs, split: Outputs, steps: Steps) -> Outputs:
+    return run_verified(select_hard_negatives, steps, cfg=settings.select, many_shot=settings.evaluate.many_shot,
+                        few_shot=settings.evaluate.few_shot, confusion=confusion, split=split,
+                        dataset_root=settings.dataset.path, out_dir=settings.workdir / "selection")
+
+
+def selection_edits(settings: Settings, selection: Outputs) -> list[Edit]:
+    rows = pd.read_csv(selection["selection"], dtype=str)
+    method = settings.select.method
+    ratio = {"genie": settings.genie.noise_ratio, "img2img": settings.genie.img2img_ratios[0]}.get(method)
+    edits = []
+    for row in rows.itertuples(index=False):
+        source, label = (("", row.target) if method == "txt2img" else
+                         (row.source, row.source_class if method == "img2img" else row.target))
+        edits.append(Edit(source, "" if method == "txt2img" else row.source_class, label, method, ratio,
+                          edit_seed(settings.generator.seed, row.source, label)))
+    return edits
+
+
+def generate_selection(settings: Settings, data: DataVersion, split: Outputs, selection: Outputs,
+                       classifier: Outputs, steps: Steps) -> tuple[list[tuple[str, str]], dict]:
+    """The selection in shards, each a cached task; on Dask they run in parallel on the workers.
+
+    Returns (image path, label) of every kept edit, and the totals.
+    """
+    edits = selection_edits(settings, selection)
+    out_dir = settings.workdir / "generated" / settings.select.method
+    identity = model_identity(settings.generator_model)
+    size = settings.select.shard_size
+    shards = [edits[i : i + size] for i in range(0, len(edits), size)]
+    common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"), model_identity=identity, dataset_md5=data.md5, split=split,
+                  classifier=classifier if settings.select.method == "genie-ada" else None, out_dir=out_dir)
+    if settings.runner.kind == "dask":
+        futures = [generate_shard.submit(edits=shard, **common) for shard in shards]
+        for future in futures:
+            future.wait()
+    results = [run_verified(generate_shard, steps, f"generate-shard-{i}", edits=shard, **common)
+               for i, shard in enumerate(shards)]
+    kept = [(path, result.info["labels"][key]) for result in results for key, path in result.files.items()]
+    fresh = [r for i, r in enumerate(results) if steps[f"generate-shard-{i}"] == "ran"]  # cached shards made nothing now
+    totals = {"requested": len(edits), "generated": sum(r.info["generated"] for r in fresh),
+              "dropped": sum(r.info["dropped"] for r in fresh)}
+    totals["existing"] = totals["requested"] - totals["generated"] - totals["dropped"]
+    get_run_logger().info("generation: %d shards, %d edits, %d generated now, %d already there, %d dropped",
+                          len(shards), totals["requested"], totals["generated"], totals["existing"], totals["dropped"])
+    return kept, totals

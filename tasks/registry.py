@@ -1,0 +1,185 @@
+"""The MLflow model registry: register once per checkpoint, guarded promotion, lineage."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from prefect import get_run_logger, task
+
+from models.classifier import load_checkpoint
+from models.config import Settings
+from models.promotion import decide
+from tasks.caching import Outputs
+from tasks.data import DataVersion
+
+CHAMPION = "champion"
+PREVIOUS = "previous-champion"
+
+
+def find_version(name: str, checkpoint_sha: str):
+    try:
+        found = MlflowClient().search_model_versions(f"name = '{name}' and tag.checkpoint_sha256 = '{checkpoint_sha}'")
+    except MlflowException:
+        return None
+    return found[0] if found else None
+
+
+def alias_version(name: str, alias: str = CHAMPION) -> str | None:
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("torch", "timm", "numpy")]
+
+
+@task(name="register-classifier")
+def register_classifier(run_id: str, settings: Settings, data: DataVersion, model: Outputs, evaluation: Outputs,
+                        role: str = "baseline", lineage: dict | None = None,
+                        datasets: dict[str, tuple[Path, str]] | None = None) -> dict:
+    """Log and register the model once per checkpoint, in a run nested under the pipeline run.
+
+    Registration is keyed by the checkpoint's digest, so a cached re-run finds the
+    version it registered before instead of adding a copy.
+    """
+    logger = get_run_logger()
+    client = MlflowClient()
+    name = settings.registered_model
+    version = find_version(name, model.digests["checkpoint"])
+    metrics = evaluation.info["metrics"]
+    if version is not None:
+        logger.info("model unchanged: %s version %s already registered", name, version.version)
+        return {"name": name, "version": str(version.version), "run_id": version.run_id, "new": False}
+    parent = client.get_run(run_id)
+    child = client.create_run(parent.info.experiment_id, run_name=role,
+                              tags={"mlflow.parentRunId": run_id, "dataset_md5": data.md5, "role": role})
+    network, meta = load_checkpoint(model["checkpoint"])
+    example = np.zeros((1, 3, meta["image_size"], meta["image_size"]), dtype=np.float32)
+    with mlflow.start_run(run_id=child.info.run_id):
+        for label, (manifest, digest) in (datasets or {}).items():  # e.g. the generated images, by DVC md5
+            if Path(manifest).exists():
+                frame = pd.read_csv(manifest, dtype=str)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    dataset = mlflow.data.from_pandas(frame, source=str(Path(manifest).parent), name=label, digest=digest)
+                mlflow.log_input(dataset, context="training", tags={"dvc_md5": digest})
+        for row in model.info["history"]:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
+        mlflow.log_params(settings.classifier.model_dump(mode="json") | {"classes": ",".join(meta["classes"])})
+        mlflow.log_artifact(str(evaluation["confusion_plot"]), "evaluation")
+        mlflow.log_artifact(str(model["checkpoint"]), "checkpoint")
+        info = mlflow.pytorch.log_model(network, name="model", input_example=example, pip_requirements=_requirements(),
+                                        serialization_format="pickle", registered_model_name=name)
+    version = str(info.registered_model_version)
+    tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
+            "test_accuracy": f"{metrics['accuracy']:.4f}", "classes": ",".join(meta["classes"]),
+            "pipeline_run_id": run_id, "git_commit": parent.data.tags.get("git_commit", "none"), **(lineage or {})}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    logger.info("registered %s version %s (%s)", name, version, role)
+    return {"name": name, "version": version, "run_id": child.info.run_id, "new": True}
+
+
+@task(name="crown-first")
+def crown_first(settings: Settings, version: str) -> str:
+    """With no champion yet, the first registered model becomes it."""
+    name = settings.registered_model
+    current = alias_version(name)
+    if current is None:
+        MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+        MlflowClient().set_model_version_tag(name, version, "promotion", "first model registered")
+        get_run_logger().info("%s version %s is the first champion", name, version)
+        return version
+    return current
+
+
+@task(name="fetch-champion")
+def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
+    """The champion's checkpoint, downloaded from its registering run."""
+    name = settings.registered_model
+    version = alias_version(name)
+    if version is None:
+        return None
+    found = MlflowClient().get_model_version(name, version)
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
+                                                      dst_path=str(out_dir)))
+    return Outputs.of({"version": version, "base_version": found.tags.get("base_version")},
+                      checkpoint=folder / "model.pt")
+
+
+@task(name="promote")
+def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
+                      champion_metrics: dict) -> dict:
+    """Move `champion` to the challenger only when it wins on the same test data; record why."""
+    name = settings.registered_model
+    client = MlflowClient()
+    if challenger == champion:
+        return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
+    promoted, reason = decide(challenger_metrics, champion_metrics, settings.promote.min_improvement,
+                              settings.promote.few_shot_tolerance)
+    tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
+            "compared_with_version": champion, "champion_test_accuracy": f"{champion_metrics['accuracy']:.4f}",
+            "challenger_test_accuracy": f"{challenger_metrics['accuracy']:.4f}"}
+    for group in ("many", "medium", "few"):
+        for who, metrics in (("champion", champion_metrics), ("challenger", challenger_metrics)):
+            if f"accuracy.{group}" in metrics:
+                tags[f"{who}_accuracy_{group}"] = f"{metrics[f'accuracy.{group}']:.4f}"
+    for key, value in tags.items():
+        client.set_model_version_tag(name, challenger, key, value)
+    if promoted:
+        set_champion(name, challenger)
+    get_run_logger().info("%s version %s %s: %s", name, challenger, tags["promotion"], reason)
+    return {"promoted": promoted, "reason": reason, "champion": challenger if promoted else champion}
+
+
+def set_champion(name: str, version: str) -> str | None:
+    """Point `champion` at a version, keeping the one it replaces as `previous-champion`."""
+    client = MlflowClient()
+    client.get_model_version(name, version)  # raises for an unknown version
+    current = alias_version(name)
+    if current is not None and current != version:
+        client.set_registered_model_alias(name, PREVIOUS, current)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return current
+
+
+def rollback(name: str) -> str:
+    previous = alias_version(name, PREVIOUS)
+    if previous is None:
+        raise ValueError(f"{name}: no previous champion to roll back to")
+    set_champion(name, previous)
+    return previous
+
+
+def lineage(reference: str) -> dict:
+    """What made `<name>@<alias>` or `<name>@<version>`: data, generator, selection, config, runs."""
+    name, _, which = reference.partition("@")
+    if not name or not which:
+        raise ValueError(f"{reference!r}: expected <model name>@<alias or version>, e.g. digits-classifier@champion")
+    client = MlflowClient()
+    try:
+        version = client.get_model_version(name, which) if which.isdigit() else client.get_model_version_by_alias(name, which)
+    except MlflowException as err:
+        raise ValueError(f"{reference}: {err.message.splitlines()[0]}") from None
+    pipeline_run = version.tags.get("pipeline_run_id")
+    params = client.get_run(pipeline_run).data.params if pipeline_run else {}
+    keys = ("role", "dataset_md5", "generated_md5", "generator", "generator_digest", "selection_sha256",
+            "selection_artifact", "git_commit", "checkpoint_sha256", "test_accuracy", "promotion", "promotion_reason")
+    return {
+        "model": f"{name} version {version.version}",
+        "aliases": list(version.aliases),
+        **{key: version.tags[key] for key in keys if key in version.tags},
+        "registering_run_id": version.run_id,
+        "pipeline_run_id": pipeline_run,
+        "config": params,
+    }
