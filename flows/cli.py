@@ -82,8 +82,15 @@ def with_runner(flow, settings: Settings):
     if settings.runner.dask_address:
         runner = DaskTaskRunner(address=settings.runner.dask_address)
     else:
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": settings.runner.dask_workers, "threads_per_worker": 1,
-                                                "processes": True})
+        import torch
+
+        # Dask caps a worker's BLAS / OpenMP threads at 1; give it this process's count, so float
+        # reductions happen in the same order and an edit's bytes do not depend on the runner.
+        threads = str(torch.get_num_threads())
+        runner = DaskTaskRunner(cluster_kwargs={
+            "n_workers": settings.runner.dask_workers, "threads_per_worker": 1, "processes": True,
+            "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+        })
     return flow.with_options(task_runner=runner)
 
 

@@ -10,7 +10,7 @@ from prefect import get_run_logger
 from models.config import Generator, Settings
 from models.engine import model_identity
 from models.generation import Edit, edit_seed
-from tasks.caching import Outputs, run_verified
+from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.evaluate import evaluate_classifier
 from tasks.generator import generate_shard, train_generator_model
@@ -98,12 +98,9 @@ def generate_selection(settings: Settings, data: DataVersion, split: Outputs, se
     shards = [edits[i : i + size] for i in range(0, len(edits), size)]
     common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"), model_identity=identity, dataset_md5=data.md5, split=split,
                   classifier=classifier if settings.select.method == "genie-ada" else None, out_dir=out_dir)
-    if settings.runner.kind == "dask":
-        futures = [generate_shard.submit(edits=shard, **common) for shard in shards]
-        for future in futures:
-            future.wait()
-    results = [run_verified(generate_shard, steps, f"generate-shard-{i}", edits=shard, **common)
-               for i, shard in enumerate(shards)]
+    labels = [f"generate-shard-{i}" for i in range(len(shards))]
+    results = run_verified_all(generate_shard, steps, labels, [dict(edits=shard, **common) for shard in shards],
+                               parallel=settings.runner.kind == "dask")
     kept = [(path, result.info["labels"][key]) for result in results for key, path in result.files.items()]
     fresh = [r for i, r in enumerate(results) if steps[f"generate-shard-{i}"] == "ran"]  # cached shards made nothing now
     totals = {"requested": len(edits), "generated": sum(r.info["generated"] for r in fresh),

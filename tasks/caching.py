@@ -91,3 +91,19 @@ def run_verified(step, steps: dict[str, str], label: str | None = None, **parame
         outputs = state.result()
     steps[label or step.name] = "cached" if state.name == "Cached" else "ran"
     return outputs
+
+
+def run_verified_all(step, steps: dict[str, str], labels: list[str], calls: list[dict[str, Any]],
+                     parallel: bool = False) -> list[Outputs]:
+    """run_verified over many calls; `parallel` submits them all to the flow's task runner (e.g. Dask)."""
+    if not parallel:
+        return [run_verified(step, steps, label, **params) for label, params in zip(labels, calls)]
+    futures = [step.submit(**params) for params in calls]
+    results = [future.result() for future in futures]
+    for i, (future, outputs) in enumerate(zip(futures, results)):
+        state = future.state
+        if not outputs.intact():
+            future = step.with_options(refresh_cache=True).submit(**calls[i])
+            results[i], state = future.result(), future.state
+        steps[labels[i]] = "cached" if state.name == "Cached" else "ran"
+    return results
