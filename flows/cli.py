@@ -68,30 +68,38 @@ def run(
     generate (hard negatives) -> finetune -> evaluate -> promote (only if the challenger wins).
     Every step is cached by content: a re-run with nothing changed recomputes nothing."""
     from flows.pipeline import genie_run
+    from flows.runner import with_runner
 
     settings = settings_from(params, set_)
     _run(with_runner(genie_run, settings), settings, until=until)
 
 
-def with_runner(flow, settings: Settings):
-    """The flow on the configured task runner: in-process, or a Dask cluster for generation shards."""
-    if settings.runner.kind != "dask":
-        return flow
-    from prefect_dask import DaskTaskRunner
+@app.command()
+def serve(
+    name: Annotated[str, typer.Option(help="deployment name")] = "nightly",
+    cron: Annotated[Optional[str], typer.Option(help="cron schedule (default: schedule.cron, 02:00 nightly)")] = None,
+    until: Annotated[str, typer.Option(help="last stage of each scheduled run")] = "evaluate",
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+) -> None:
+    """Register the pipeline as a Prefect deployment with a cron schedule and serve its runs.
 
-    if settings.runner.dask_address:
-        runner = DaskTaskRunner(address=settings.runner.dask_address)
-    else:
-        import torch
+    Needs a Prefect server: run `prefect server start` and set PREFECT_API_URL (see README).
+    Each scheduled run reads the configuration file afresh. Stop with Ctrl-C."""
+    from flows.pipeline import genie_nightly
 
-        # Dask caps a worker's BLAS / OpenMP threads at 1; give it this process's count, so float
-        # reductions happen in the same order and an edit's bytes do not depend on the runner.
-        threads = str(torch.get_num_threads())
-        runner = DaskTaskRunner(cluster_kwargs={
-            "n_workers": settings.runner.dask_workers, "threads_per_worker": 1, "processes": True,
-            "env": {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
-        })
-    return flow.with_options(task_runner=runner)
+    settings = settings_from(params, set_)  # validate now rather than at 02:00
+    if not os.environ.get("PREFECT_API_URL"):
+        fail("genie serve needs a Prefect server: run `prefect server start`, then "
+             "export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from prefect.schedules import Cron
+
+    genie_nightly.serve(
+        name=name,
+        schedule=Cron(cron or settings.schedule.cron, timezone=settings.schedule.timezone),
+        parameters={"params": str(params.resolve()), "overrides": set_ or [], "until": until},
+        tags=["genie-flow", settings.dataset.name],
+    )
 
 
 @app.command()

@@ -1,6 +1,5 @@
 """The nightly pipeline: prepare -> train-generator -> baseline -> select -> generate -> finetune
 -> evaluate (and promote). `until` stops after a stage, which is how dvc.yaml runs each one."""
-from __future__ import annotations
 
 from datetime import datetime
 
@@ -128,3 +127,13 @@ def nightly(settings: Settings, data, split, run_id: str, steps: Steps, last: in
     }
 
 
+
+
+@flow(name="genie-nightly")
+def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = None, until: str = "evaluate") -> dict:
+    """The scheduled entry point: reads params.yaml afresh each night, then runs the pipeline."""
+    from flows.runner import with_runner
+    from models.config import load_settings
+
+    settings = load_settings(params, overrides or [])
+    return with_runner(genie_run, settings)(settings, until=until)

@@ -2,7 +2,7 @@
 import hashlib
 from pathlib import Path
 
-from flows.cli import with_runner
+from flows.runner import with_runner
 from flows.pipeline import genie_run
 from models.config import Settings
 
