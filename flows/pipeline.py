@@ -6,11 +6,11 @@ from datetime import datetime
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.steps import (Steps, ensure_generator, evaluate, generate_selection, prepare, select,
-                         train_baseline)
+from flows.steps import Steps, ensure_generator, evaluate, generate_selection, prepare, select, train_baseline
 from models.config import Settings
+from models.digests import file_digest
 from models.engine import model_identity
-from tasks.caching import file_digest, run_verified
+from tasks.caching import run_verified
 from tasks.registry import crown_first, fetch_champion, promote_if_better, register_classifier
 from tasks.tracking import configure, log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.train import finetune_classifier

@@ -86,10 +86,10 @@ def selection_edits(settings: Settings, selection: Outputs) -> list[Edit]:
 
 
 def generate_selection(settings: Settings, data: DataVersion, split: Outputs, selection: Outputs,
-                       classifier: Outputs, steps: Steps) -> tuple[list[tuple[str, str]], dict]:
+                       classifier: Outputs, steps: Steps) -> tuple[list[tuple[str, str, str]], dict]:
     """The selection in shards, each a cached task; on Dask they run in parallel on the workers.
 
-    Returns (image path, label) of every kept edit, and the totals.
+    Returns (image path, label, source class) of every kept edit, and the totals.
     """
     edits = selection_edits(settings, selection)
     out_dir = settings.workdir / "generated" / settings.select.method
@@ -101,7 +101,8 @@ def generate_selection(settings: Settings, data: DataVersion, split: Outputs, se
     labels = [f"generate-shard-{i}" for i in range(len(shards))]
     results = run_verified_all(generate_shard, steps, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")
-    kept = [(path, result.info["labels"][key]) for result in results for key, path in result.files.items()]
+    kept = [(path, result.info["labels"][key], result.info["sources"][key])
+            for result in results for key, path in result.files.items()]
     fresh = [r for i, r in enumerate(results) if steps[f"generate-shard-{i}"] == "ran"]  # cached shards made nothing now
     totals = {"requested": len(edits), "generated": sum(r.info["generated"] for r in fresh),
               "dropped": sum(r.info["dropped"] for r in fresh)}

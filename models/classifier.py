@@ -47,15 +47,29 @@ def transforms(model: torch.nn.Module, image_size: int, cfg: ClassifierConfig | 
     )
 
 
+Label = int | tuple[int, int, float]  # a class, or (target, source, weight of the source): a soft label
+
+
 class Images(torch.utils.data.Dataset):
-    def __init__(self, paths: list[Path], labels: list[int], transform):
+    """Images with class labels; with `num_classes`, labels come out as (smoothed) distributions."""
+
+    def __init__(self, paths: list[Path], labels: list[Label], transform, num_classes: int | None = None,
+                 smoothing: float = 0.0):
         self.paths, self.labels, self.transform = paths, labels, transform
+        self.num_classes, self.smoothing = num_classes, smoothing
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.paths[i])), self.labels[i]
+        label = self.labels[i]
+        if self.num_classes is not None:
+            target, source, weight = label if isinstance(label, tuple) else (label, label, 0.0)
+            distribution = torch.full((self.num_classes,), self.smoothing / self.num_classes)
+            distribution[target] += (1 - self.smoothing) * (1 - weight)
+            distribution[source] += (1 - self.smoothing) * weight
+            label = distribution
+        return self.transform(load_rgb(self.paths[i])), label
 
 
 @dataclass
@@ -94,7 +108,7 @@ def predict_proba(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarra
 
 
 def train(
-    train_set: tuple[list[Path], list[int]],
+    train_set: tuple[list[Path], list[Label]],
     val_set: tuple[list[Path], list[int]],
     num_classes: int,
     image_size: int,
@@ -110,8 +124,11 @@ def train(
     model = load_checkpoint(init)[0].train() if init else build_model(cfg.model, num_classes, cfg.pretrained)
     aug = cfg.augment
     mixing = aug.mixup > 0 or aug.cutmix > 0
+    soft = any(isinstance(label, tuple) for label in train_set[1])
+    if soft and mixing:
+        raise ValueError("soft labels cannot be combined with MixUp / CutMix (set augment.mixup and cutmix to 0)")
     train_loader = DataLoader(
-        Images(*train_set, transforms(model, image_size, cfg)),
+        Images(*train_set, transforms(model, image_size, cfg), num_classes if soft else None, aug.label_smoothing),
         batch_size=cfg.batch_size,
         shuffle=True,
         generator=generator,
@@ -122,7 +139,7 @@ def train(
         if mixing
         else None
     )
-    criterion = SoftTargetCrossEntropy() if mixing else LabelSmoothingCrossEntropy(aug.label_smoothing)
+    criterion = SoftTargetCrossEntropy() if mixing or soft else LabelSmoothingCrossEntropy(aug.label_smoothing)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(train_loader)
     scheduler = CosineLRScheduler(

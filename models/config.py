@@ -7,7 +7,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -153,6 +152,8 @@ class Finetune(Strict):
     epochs: int = Field(10, ge=1)
     lr: float = Field(5e-4, gt=0)
     patience: int = Field(5, ge=1)
+    soft_label: float = Field(0.0, ge=0, lt=1, description="share of the source class in a generated image's "
+                              "label (Diff-Mix style); 0 labels it as its target only")
 
 
 class Promote(Strict):
@@ -181,6 +182,12 @@ class Settings(Strict):
     promote: Promote = Promote()
     schedule: Schedule = Schedule()
     paths: Paths = Paths()
+
+    @model_validator(mode="after")
+    def _soft_labels_without_mixing(self) -> Settings:
+        if self.finetune.soft_label > 0 and (self.classifier.augment.mixup > 0 or self.classifier.augment.cutmix > 0):
+            raise ValueError("finetune.soft_label cannot be combined with classifier.augment.mixup / cutmix")
+        return self
 
     @property
     def generator_model(self) -> str:

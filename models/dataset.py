@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from models.config import Dataset as DatasetConfig
 
+
 class DatasetError(ValueError):
     """The dataset cannot be used at all (as opposed to a bad file, which is skipped)."""
 

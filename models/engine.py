@@ -12,6 +12,8 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
+from models.digests import update_with_file
+
 
 class EngineError(ValueError):
     pass
@@ -34,9 +36,7 @@ def model_identity(model: str) -> str:
     sha = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "README.md"):
         sha.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                sha.update(block)
+        update_with_file(sha, path)
     return sha.hexdigest()
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from models.dataset import load_rgb, seeded_rank
+from models.digests import file_digest
 from models.engine import Engine, EngineError, choose_ratio
 
 METHODS = ("genie", "genie-ada", "img2img", "txt2img")
@@ -68,10 +69,6 @@ def content_key(edit: Edit, source_digest: str, settings: dict) -> str:
     """Hash of everything that decides the image: source bytes, target, method, r, model, sampler, seed."""
     parts = {**asdict(edit), "source": source_digest, **settings}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 class Generator:

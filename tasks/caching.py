@@ -11,6 +11,8 @@ from typing import Any
 from prefect import task
 from pydantic import BaseModel
 
+from models.digests import file_digest
+
 PACKAGES = ("models", "tasks")  # the code whose change invalidates cached results
 
 
@@ -28,14 +30,6 @@ def digest(*parts: Any) -> str:
     """sha256 of JSON-encoded parts (config models and paths allowed)."""
     text = json.dumps(parts, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def file_digest(path: Path | str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 @lru_cache(maxsize=1)

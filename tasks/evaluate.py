@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from models.classifier import Images, load_checkpoint, predict_proba, transforms
 from models.config import Evaluate as EvaluateConfig
-from models.dataset import read_manifest, class_counts, subset
+from models.dataset import class_counts, read_manifest, subset
 from models.evaluation import class_groups, evaluate_predictions, plot_confusion, soft_confusion
 from tasks.caching import Outputs, cached_task
 

@@ -130,8 +130,9 @@ def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, d
         embed, means = _shared_means(settings, split, classifier)
     make = Generator(engine, out_dir, settings.prompt, g.batch_size, settings.genie.ada_ratios, embed, means)
     stats = make.run(edits, progress=False)
-    kept = {make.key(e): e.label for e in edits if (out_dir / f"{make.key(e)}.png").exists()}
-    return Outputs.of(stats | {"labels": kept}, **{key: out_dir / f"{key}.png" for key in kept})
+    made = {make.key(e): e for e in edits if (out_dir / f"{make.key(e)}.png").exists()}
+    info = stats | {"labels": {k: e.label for k, e in made.items()}, "sources": {k: e.source_class for k, e in made.items()}}
+    return Outputs.of(info, **{key: out_dir / f"{key}.png" for key in made})
 
 
 @task(name="judge-generator")

@@ -5,8 +5,8 @@ import warnings
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task

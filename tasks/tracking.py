@@ -10,10 +10,11 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from prefect import task
 
-from models.dataset import read_manifest
 from models.config import Settings
+from models.dataset import read_manifest
 from tasks.caching import Outputs
 from tasks.data import DataVersion
+
 
 def configure(root: Path = Path(".")) -> str:
     """Default to a SQLite store in the project; MLFLOW_TRACKING_URI overrides it."""

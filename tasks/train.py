@@ -15,7 +15,7 @@ from tasks.caching import Outputs, cached_task
 
 
 def _fit(cfg: ClassifierConfig, dataset_root: Path, split: Outputs, image_size: int, out_dir: Path,
-         extra: tuple[list[Path], list[int]] = ([], []), init: Path | None = None) -> Outputs:
+         extra: tuple[list[Path], list] = ([], []), init: Path | None = None) -> Outputs:
     manifest = read_manifest(split["manifest"])
     classes = split.info["classes"]
     paths, labels = subset(manifest, dataset_root, "train", classes)
@@ -58,11 +58,15 @@ def train_classifier(
 @cached_task(name="finetune-classifier")
 def finetune_classifier(
     cfg: ClassifierConfig, finetune: FinetuneConfig, dataset_root: Path, dataset_md5: str, split: Outputs,
-    image_size: int, base: Outputs, generated: list[tuple[str, str]], generated_md5: str, out_dir: Path,
+    image_size: int, base: Outputs, generated: list[tuple[str, str, str]], generated_md5: str, out_dir: Path,
 ) -> Outputs:
-    """Start from the baseline's weights; generated images are labelled with their target class."""
+    """Start from the baseline's weights. A generated image is labelled with its target class or,
+    with `finetune.soft_label` w > 0, (1 - w) target + w source (Diff-Mix style)."""
     classes = split.info["classes"]
-    extra = ([Path(p) for p, _ in generated], [classes.index(label) for _, label in generated])
+    w = finetune.soft_label
+    labels = [classes.index(label) if w == 0 or source not in classes else
+              (classes.index(label), classes.index(source), w) for _, label, source in generated]
+    extra = ([Path(p) for p, _, _ in generated], labels)
     tuned = cfg.model_copy(update={"epochs": finetune.epochs, "lr": finetune.lr, "patience": finetune.patience,
                                    "warmup_epochs": 0, "pretrained": False})
     return _fit(tuned, dataset_root, split, image_size, out_dir, extra, init=base["checkpoint"])

@@ -2,8 +2,8 @@
 import hashlib
 from pathlib import Path
 
-from flows.runner import with_runner
 from flows.pipeline import genie_run
+from flows.runner import with_runner
 from models.config import Settings
 
 TINY = {"classifier": {"epochs": 2}, "generator": {"steps": 4, "embedded": {"vae_steps": 4, "unet_steps": 4}},

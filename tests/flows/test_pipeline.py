@@ -81,7 +81,7 @@ def test_promote_rollback_and_lineage_by_hand(project: Path):
 
 def test_changed_config_reruns_only_what_depends_on_it(project: Path):
     genie_run(Settings.model_validate(TINY))
-    changed = genie_run(Settings.model_validate(TINY | {"finetune": {"epochs": 1, "lr": 0.001}}))
+    changed = genie_run(Settings.model_validate(TINY | {"finetune": {"epochs": 1, "soft_label": 0.3}}))
     ran = {k for k, v in changed["steps"].items() if v == "ran"}
     assert {"finetune-classifier", "evaluate-challenger"} <= ran <= {"finetune-classifier", "evaluate-challenger",
                                                                      "evaluate-champion"}

@@ -56,3 +56,22 @@ def test_group_accuracy_and_confusion(tmp_path):
     assert matrix.loc["c", "b"] == 2 and matrix.loc["b", "a"] == 1 and matrix.values.sum() == 6
     plot_confusion(matrix, tmp_path / "cm.png")
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_soft_labels_mix_source_and_target(digits):
+    import pytest
+    from torchvision.transforms import ToTensor
+
+    paths = sorted((digits / "3").glob("*.png"))[:2]
+    images = Images(paths, [1, (2, 0, 0.3)], ToTensor(), num_classes=4, smoothing=0.2)
+    assert torch.allclose(images[0][1], torch.tensor([0.05, 0.85, 0.05, 0.05]))
+    assert torch.allclose(images[1][1], torch.tensor([0.05 + 0.8 * 0.3, 0.05, 0.05 + 0.8 * 0.7, 0.05]))
+    scan = scan_imagefolder(digits)
+    manifest = split_images(scan.images, DatasetConfig(path=digits)).groupby(["label", "split"]).head(4)
+    paths, labels = subset(manifest, digits, "train", scan.classes)
+    soft = [(label, (label + 1) % 10, 0.3) for label in labels]
+    cfg = ClassifierConfig(model="test_resnet", epochs=1)
+    assert len(train((paths, soft), subset(manifest, digits, "val", scan.classes), 10, 32, cfg, False).history) == 1
+    with pytest.raises(ValueError, match="soft labels cannot be combined with MixUp"):
+        train((paths, soft), (paths, labels), 10, 32, ClassifierConfig(model="test_resnet", epochs=1,
+                                                                        augment={"mixup": 0.2}), False)

@@ -44,3 +44,8 @@ def test_bad_file_is_named(tmp_path):
     bad.write_text("dataset: [unclosed\n")
     with pytest.raises(ConfigError, match=r"params.yaml: not valid YAML"):
         load_settings(bad)
+
+
+def test_soft_labels_refuse_mixup(tmp_path):
+    with pytest.raises(ConfigError, match="finetune.soft_label cannot be combined"):
+        load_settings(tmp_path / "absent.yaml", ["finetune.soft_label=0.3", "classifier.augment.mixup=0.2"])

@@ -6,9 +6,9 @@ from PIL import Image
 
 from models.architectures import sd15_pipeline
 from models.classifier import Embedder, build_model, save_checkpoint
+from models.config import EmbeddedGenerator
 from models.engine import Engine, EngineError, choose_ratio
 from models.generation import Edit, Generator, edit_seed
-from models.config import EmbeddedGenerator
 from models.generator import save, train_generator, write_tokenizer
 
 NAMES = ["zero", "one", "two"]
