@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from flows.steps import ensure_generator, prepare, train_baseline
 from models.config import Settings
 from models.dataset import read_manifest
-from models.generation import METHODS, Edit, edit_seed, select_edits
+from models.generation import METHODS, Edit, select_edits
 from tasks.caching import Outputs
 from tasks.generator import generate, judge_generator
 from tasks.tracking import configure, record_run
@@ -68,10 +68,7 @@ def explicit_edits(settings: Settings, split: Outputs, method: str, ratio: float
             raise ValueError(f"source image {source} not found")
         if target not in classes:
             raise ValueError(f"unknown class {target!r} (classes: {', '.join(classes)})")
-        source_class = path.parent.name
-        label = source_class if method == "img2img" else target
-        edits.append(Edit(path.as_posix(), source_class, label, method, ratio,
-                          edit_seed(settings.generator.seed, path.as_posix(), label)))
+        edits.append(Edit.make(path.as_posix(), path.parent.name, target, method, ratio, settings.generator.seed))
     return edits
 
 

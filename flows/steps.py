@@ -9,7 +9,7 @@ from prefect import get_run_logger
 
 from models.config import Generator, Settings
 from models.engine import model_identity
-from models.generation import Edit, edit_seed
+from models.generation import Edit
 from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.evaluate import evaluate_classifier
@@ -76,13 +76,8 @@ def selection_edits(settings: Settings, selection: Outputs) -> list[Edit]:
     rows = pd.read_csv(selection["selection"], dtype=str)
     method = settings.select.method
     ratio = {"genie": settings.genie.noise_ratio, "img2img": settings.genie.img2img_ratios[0]}.get(method)
-    edits = []
-    for row in rows.itertuples(index=False):
-        source, label = (("", row.target) if method == "txt2img" else
-                         (row.source, row.source_class if method == "img2img" else row.target))
-        edits.append(Edit(source, "" if method == "txt2img" else row.source_class, label, method, ratio,
-                          edit_seed(settings.generator.seed, row.source, label)))
-    return edits
+    return [Edit.make(row.source, row.source_class, row.target, method, ratio, settings.generator.seed)
+            for row in rows.itertuples(index=False)]
 
 
 def generate_selection(settings: Settings, data: DataVersion, split: Outputs, selection: Outputs,

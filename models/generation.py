@@ -39,6 +39,17 @@ class Edit:
         """What the image shows, so its class: the prompted class (for img2img, the source's own)."""
         return self.target
 
+    @classmethod
+    def make(cls, source: str, source_class: str, target: str, method: str, ratio: float | None,
+             base_seed: int) -> Edit:
+        """`source` edited towards `target` by `method` (img2img keeps the source's class). The seed
+        follows the source and the label, so a pair gets the same noise whatever else is asked."""
+        label = source_class if method == "img2img" else target
+        seed = edit_seed(base_seed, source, label)
+        if method == "txt2img":
+            return cls("", "", label, method, None, seed)
+        return cls(source, source_class, label, method, None if method == "genie-ada" else ratio, seed)
+
 
 def edit_seed(base: int, source: str, target: str) -> int:
     return int(hashlib.sha256(f"{base}:{source}:{target}".encode()).hexdigest()[:8], 16)
@@ -52,16 +63,13 @@ def select_edits(manifest: pd.DataFrame, root: Path, classes: list[str], method:
     edits = []
     for target in targets or classes:
         if method == "txt2img":
-            edits += [Edit("", "", target, method, None, edit_seed(seed, f"txt2img/{i}", target)) for i in range(per_class)]
+            edits += [Edit.make(f"txt2img/{i}", "", target, method, None, seed) for i in range(per_class)]
             continue
         pool = train[train["label"] != target]
         # a larger budget keeps the smaller one's sources, so a re-run only adds
         order = sorted(pool.index, key=lambda i: seeded_rank(f"{seed}:{target}", pool.at[i, "path"]))
         for _, row in pool.loc[order[:per_class]].iterrows():
-            label = row["label"] if method == "img2img" else target
-            source = str(Path(root) / row["path"])
-            edits.append(Edit(source, row["label"], label, method, None if method == "genie-ada" else ratio,
-                              edit_seed(seed, source, label)))
+            edits.append(Edit.make(str(Path(root) / row["path"]), row["label"], target, method, ratio, seed))
     return edits
 
 

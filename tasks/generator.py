@@ -13,7 +13,7 @@ from models.classifier import Embedder, load_checkpoint, transforms
 from models.config import Settings
 from models.dataset import load_rgb, read_manifest, subset
 from models.engine import Engine
-from models.generation import Edit, Generator, edit_seed, select_edits
+from models.generation import Edit, Generator, select_edits
 from models.generator import save, train_generator, write_tokenizer
 from tasks.caching import Outputs, cached_task
 
@@ -81,11 +81,10 @@ def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[st
 
 def generator_for(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
                   classifier: Outputs | None) -> Generator:
-    embed = Embedder(classifier["checkpoint"]) if classifier is not None else None
-    return Generator(
-        engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
-        embed=embed, target_means=target_means(embed, settings, split) if embed else None,
-    )
+    """A Generator into out_dir; with a classifier, its features serve GeNIe-Ada."""
+    embed, means = _shared_means(settings, split, classifier) if classifier is not None else (None, None)
+    return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
+                     embed, means)
 
 
 @task(name="generate")
@@ -125,10 +124,7 @@ def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, d
     """
     g = settings.generator
     engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, model_identity)
-    embed, means = (None, None)
-    if classifier is not None:
-        embed, means = _shared_means(settings, split, classifier)
-    make = Generator(engine, out_dir, settings.prompt, g.batch_size, settings.genie.ada_ratios, embed, means)
+    make = generator_for(settings, engine, out_dir, split, classifier)
     stats = make.run(edits, progress=False)
     made = {make.key(e): e for e in edits if (out_dir / f"{make.key(e)}.png").exists()}
     info = stats | {"labels": {k: e.label for k, e in made.items()}, "sources": {k: e.source_class for k, e in made.items()}}
@@ -173,7 +169,7 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
         chosen.append((str(Path(settings.dataset.path) / source["path"]), source["label"], str(target)))
     edits_folder = Generator(engine, out_dir / "genie", settings.prompt, settings.generator.batch_size)
     for r in ratios:
-        edits = [Edit(s, sc, t, "genie", r, edit_seed(settings.generator.seed, s, t)) for s, sc, t in chosen]
+        edits = [Edit.make(s, sc, t, "genie", r, settings.generator.seed) for s, sc, t in chosen]
         edits_folder.run(edits, progress=False)
         labels, kept = judged(edits_folder, edits)
         metrics[f"genie.target_share.r{r}"] = float((labels == [e.target for e in kept]).mean())
