@@ -12,7 +12,7 @@ from models.benchmark import bench_methods, bench_reference
 from models.config import Settings
 from models.dataset import read_manifest
 from models.engine import Engine
-from tasks.generator import generator_for, make_engine, prompt_words
+from tasks.generator import ada_features, make_engine, prompt_words
 from tasks.tracking import configure
 
 
@@ -31,9 +31,9 @@ def genie_bench_generate(settings: Settings, arch: str = "embedded", resolution:
         ensure_generator(settings, data, split, steps)
         classifier = train_baseline(settings, data, split, steps)
         engine = make_engine(settings)
-        ada = generator_for(settings, engine, Path(tempfile.mkdtemp()), split, classifier)
-        rows = bench_methods(engine, sources, targets, settings.prompt, ada.embed, ada.target_means,
-                             settings.genie.ada_ratios, g.batch_size)
+        embed, means = ada_features(settings, split, classifier)
+        rows = bench_methods(engine, sources, targets, settings.prompt, embed, means, settings.genie.ada_ratios,
+                             g.batch_size)
     else:
         with tempfile.TemporaryDirectory() as folder:
             words = prompt_words([settings.prompt(c) for c in classes])

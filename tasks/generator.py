@@ -65,7 +65,7 @@ def make_engine(settings: Settings) -> Engine:
     return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance)
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # keyed by the weights digest too, so retrained weights at the same path reload
 def _shared_engine(model: str, device: str, dtype: str, steps: int, guidance: float, identity: str) -> Engine:
     return Engine(model, device, dtype, steps, guidance)
 
@@ -82,7 +82,7 @@ def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[st
 def generator_for(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
                   classifier: Outputs | None) -> Generator:
     """A Generator into out_dir; with a classifier, its features serve GeNIe-Ada."""
-    embed, means = _shared_means(settings, split, classifier) if classifier is not None else (None, None)
+    embed, means = ada_features(settings, split, classifier) if classifier is not None else (None, None)
     return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
                      embed, means)
 
@@ -104,7 +104,7 @@ def generate(settings: Settings, edits: list[Edit], split: Outputs, classifier: 
 _MEANS: dict[tuple, tuple] = {}
 
 
-def _shared_means(settings: Settings, split: Outputs, classifier: Outputs):
+def ada_features(settings: Settings, split: Outputs, classifier: Outputs):
     """Ada's feature extractor and class means, computed once per process for a given classifier."""
     key = (classifier.digests["checkpoint"], split.digests["manifest"], settings.dataset.path.as_posix())
     if key not in _MEANS:
