@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install run test repro dag clean
+.PHONY: install browser run test repro dag clean benchmarks
 
 install: $(VENV)/.installed
 
@@ -19,11 +19,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --constraint constraints.txt --editable '.[dev]'
 	touch $@
 
+# `genie report --screenshot` and its test open the report in Debian's headless chromium.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (headless report check)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
 run: install
 	$(BIN)/genie run
 
-test: install
+test: install browser
 	$(BIN)/pytest
+
+# The evidence: both benchmarks on the configured dataset, then the report (about 30 min on 2 CPU cores).
+benchmarks: install browser
+	$(BIN)/genie benchmark few-shot
+	$(BIN)/genie benchmark long-tail
+	$(BIN)/genie report --screenshot artifacts/report.png
 
 clean:
 	rm -rf artifacts mlruns mlflow.db .genie

@@ -194,8 +194,73 @@ def quality(
     _run(genie_quality, settings_from(params, set_), samples_per_class=samples_per_class, pairs=pairs)
 
 
-bench = typer.Typer(help="Benchmarks that print figures (not tests).", no_args_is_help=True)
-app.add_typer(bench, name="bench")
+bench = typer.Typer(help="Benchmarks: GeNIe against the simpler alternatives (few-shot, long-tail) and generation "
+                    "throughput. They print figures; `genie report` renders the first two as a page.",
+                    no_args_is_help=True)
+app.add_typer(bench, name="benchmark")
+app.add_typer(bench, name="bench", hidden=True)
+
+
+@bench.command("few-shot")
+def benchmark_few_shot(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """N-way K-shot episodes on the novel classes (benchmark.few_shot: default 5-way 1- and 5-shot, 100 episodes,
+    15 queries per class) with a frozen extractor trained on the base classes only and logistic regression.
+    Methods with the same extra images per class: none, traditional augmentation, Img2Img at
+    genie.img2img_ratios, Txt2Img, GeNIe at every genie.ada_ratios value, GeNIe-Ada. Generated images are
+    cached by content, so a second run and the other benchmark reuse them. Writes
+    artifacts/<dataset>/benchmark/few-shot/ and an MLflow run."""
+    from flows.benchmark import genie_benchmark_few_shot
+
+    _benchmark(genie_benchmark_few_shot, settings_from(params, set_))
+
+
+@bench.command("long-tail")
+def benchmark_long_tail(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Fine-tune on a long-tailed train split (benchmark.long_tail: imbalance ratio 50, seeds 0 1 2): real images
+    only vs confusion-driven GeNIe and GeNIe-Ada (also with the label-consistency filter) vs Txt2Img and Img2Img,
+    with equal budgets per tail class. Accuracy overall and on many / medium / few classes, mean ± std over seeds.
+    Writes artifacts/<dataset>/benchmark/long-tail/ and an MLflow run."""
+    from flows.benchmark import genie_benchmark_long_tail
+
+    _benchmark(genie_benchmark_long_tail, settings_from(params, set_))
+
+
+def _benchmark(flow, settings: Settings) -> None:
+    try:
+        result = flow(settings)
+    except (ValueError, OSError, RuntimeError) as err:
+        fail(err)
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
+        typer.echo(pd.DataFrame(result["table"]).to_string(index=False))
+    typer.echo(f"results: {result['out_dir']} (MLflow run {result['run_id']}); render them with `genie report`")
+
+
+@app.command()
+def report(
+    out: Annotated[Optional[Path], typer.Option(help="the HTML file (default artifacts/<dataset>/benchmark/report.html)")] = None,
+    screenshot: Annotated[Optional[Path], typer.Option(help="also open the page in headless chromium and save a "
+                                                       "screenshot here, checking that every image renders")] = None,
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+) -> None:
+    """One self-contained HTML page (images embedded) with the benchmarks' tables, plots, image grids, failure
+    cases, costs, protocol and limits; logged to the benchmarks' MLflow runs."""
+    from flows.report import genie_report, render, results
+
+    settings = settings_from(params, set_)
+    try:
+        results(settings)
+        result = genie_report(settings, out)
+        if screenshot:
+            shown = render(Path(result["report"]), screenshot)
+            result |= shown
+            if shown["images_loaded"] != shown["images_total"] or shown["images_total"] <= 0:
+                fail(f"{result['report']}: {shown['images_loaded']} of {shown['images_total']} images rendered")
+    except (ValueError, OSError, RuntimeError) as err:
+        fail(err)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @bench.command("generate")

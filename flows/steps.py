@@ -80,28 +80,38 @@ def selection_edits(settings: Settings, selection: Outputs) -> list[Edit]:
             for row in rows.itertuples(index=False)]
 
 
-def generate_selection(settings: Settings, data: DataVersion, split: Outputs, selection: Outputs,
-                       classifier: Outputs, steps: Steps) -> tuple[list[tuple[str, str, str]], dict]:
-    """The selection in shards, each a cached task; on Dask they run in parallel on the workers.
+def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits: list[Edit], out_dir: Path,
+                   steps: Steps, prefix: str = "generate", classifier: Outputs | None = None,
+                   shard_size: int | None = None) -> tuple[dict[Edit, str], dict]:
+    """Edits in shards, each a cached task; on Dask they run in parallel on the workers.
 
-    Returns (image path, label, source class) of every kept edit, and the totals.
+    Returns the image path of every kept edit, and the totals of this call.
     """
-    edits = selection_edits(settings, selection)
-    out_dir = settings.workdir / "generated" / settings.select.method
-    identity = model_identity(settings.generator_model)
-    size = settings.select.shard_size
+    edits = list(dict.fromkeys(edits))
+    size = shard_size or settings.select.shard_size
     shards = [edits[i : i + size] for i in range(0, len(edits), size)]
-    common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"), model_identity=identity, dataset_md5=data.md5, split=split,
-                  classifier=classifier if settings.select.method == "genie-ada" else None, out_dir=out_dir)
-    labels = [f"generate-shard-{i}" for i in range(len(shards))]
+    common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"),
+                  model_identity=model_identity(settings.generator_model), dataset_md5=data.md5, split=split,
+                  classifier=classifier, out_dir=out_dir)
+    labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]
     results = run_verified_all(generate_shard, steps, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")
-    kept = [(path, result.info["labels"][key], result.info["sources"][key])
-            for result in results for key, path in result.files.items()]
-    fresh = [r for i, r in enumerate(results) if steps[f"generate-shard-{i}"] == "ran"]  # cached shards made nothing now
+    made = {edit: result.files[key] for shard, result in zip(shards, results)
+            for edit, key in zip(shard, result.info["keys"]) if key}
+    fresh = [r for label, r in zip(labels, results) if steps[label] == "ran"]  # cached shards made nothing now
     totals = {"requested": len(edits), "generated": sum(r.info["generated"] for r in fresh),
               "dropped": sum(r.info["dropped"] for r in fresh)}
     totals["existing"] = totals["requested"] - totals["generated"] - totals["dropped"]
-    get_run_logger().info("generation: %d shards, %d edits, %d generated now, %d already there, %d dropped",
+    get_run_logger().info("%s: %d shards, %d edits, %d generated now, %d already there, %d dropped", prefix,
                           len(shards), totals["requested"], totals["generated"], totals["existing"], totals["dropped"])
-    return kept, totals
+    return made, totals
+
+
+def generate_selection(settings: Settings, data: DataVersion, split: Outputs, selection: Outputs,
+                       classifier: Outputs, steps: Steps) -> tuple[list[tuple[str, str, str]], dict]:
+    """The nightly selection's hard negatives: (image path, label, source class) of every kept edit."""
+    method = settings.select.method
+    made, totals = generate_edits(settings, data, split, selection_edits(settings, selection),
+                                  settings.workdir / "generated" / method, steps,
+                                  classifier=classifier if method == "genie-ada" else None)
+    return [(path, edit.label, edit.source_class) for edit, path in made.items()], totals

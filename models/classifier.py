@@ -200,14 +200,38 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
 
 
 class Embedder:
-    """A frozen feature extractor from a classifier checkpoint: L2-normalised pre-logit features."""
+    """A frozen feature extractor from a classifier checkpoint: L2-normalised pre-logit features.
 
-    def __init__(self, checkpoint: Path):
+    With `augment` (a classifier config), `views` gives features of seeded augmented copies too.
+    """
+
+    def __init__(self, checkpoint: Path, augment: ClassifierConfig | None = None):
         self.model, meta = load_checkpoint(checkpoint)
         self.transform = transforms(self.model, meta["image_size"])
+        self.augment = transforms(self.model, meta["image_size"], augment) if augment else None
 
     @torch.no_grad()
-    def __call__(self, images: list) -> np.ndarray:
-        batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
+    def _features(self, batch: torch.Tensor) -> np.ndarray:
         features = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
         return torch.nn.functional.normalize(features.flatten(1), dim=1).numpy()
+
+    def __call__(self, images: list) -> np.ndarray:
+        return self._features(torch.stack([self.transform(image.convert("RGB")) for image in images]))
+
+    def views(self, images: list, seeds: list[int]) -> np.ndarray:
+        """One augmented copy per (image, seed): the same seed always gives the same crop."""
+        tensors, state = [], random.getstate()
+        with torch.random.fork_rng(devices=[]):  # leave the caller's random streams as they were
+            for image, seed in zip(images, seeds):
+                random.seed(seed)
+                torch.manual_seed(seed)
+                tensors.append(self.augment(image.convert("RGB")))
+        random.setstate(state)
+        return self._features(torch.stack(tensors))
+
+
+def classify(checkpoint: Path, paths: list) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of image files under a checkpoint, and its class names."""
+    model, meta = load_checkpoint(checkpoint)
+    loader = DataLoader(Images(list(paths), [0] * len(paths), transforms(model, meta["image_size"])), batch_size=256)
+    return predict_proba(model, loader)[0], meta["classes"]

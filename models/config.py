@@ -161,6 +161,38 @@ class Promote(Strict):
     few_shot_tolerance: float = Field(0.01, ge=0, description="largest allowed drop on the few-shot group")
 
 
+class FewShotBenchmark(Strict):
+    """N-way K-shot episodes on novel classes, a frozen extractor trained on the base classes only."""
+
+    base_classes: tuple[str, ...] | None = Field(None, description="the extractor's classes; empty: the first half")
+    novel_classes: tuple[str, ...] | None = Field(None, description="episode classes; empty: the classes not in base")
+    ways: int = Field(5, ge=2)
+    shots: tuple[int, ...] = Field((1, 5), min_length=1)
+    episodes: int = Field(100, ge=1)
+    queries: int = Field(15, ge=1, description="query images per class and episode")
+    seed: int = 0
+    methods: tuple[Literal["none", "traditional", "img2img", "txt2img", "genie", "genie-ada"], ...] = (
+        "none", "traditional", "img2img", "txt2img", "genie", "genie-ada")
+
+
+class LongTailBenchmark(Strict):
+    """Fine-tuning on a long-tailed train split with confusion-driven hard negatives vs the baselines."""
+
+    imbalance_ratio: float = Field(50, ge=1)
+    seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1, description="classifier and subsampling seeds")
+    per_target: int = Field(40, ge=1, description="generated images per tail class, the same for every method")
+    methods: tuple[Literal["real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter"], ...] = (
+        "real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter")
+
+
+class Benchmark(Strict):
+    few_shot: FewShotBenchmark = FewShotBenchmark()
+    long_tail: LongTailBenchmark = LongTailBenchmark()
+    filter_threshold: float = Field(0.5, ge=0, lt=1, description="label-consistency filter: keep an edit when the "
+                                    "real-data judge gives its target at least this probability")
+    shard_size: int = Field(256, ge=1, description="edits per cached generation task")
+
+
 class Schedule(Strict):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
@@ -181,6 +213,7 @@ class Settings(Strict):
     finetune: Finetune = Finetune()
     promote: Promote = Promote()
     schedule: Schedule = Schedule()
+    benchmark: Benchmark = Benchmark()
     paths: Paths = Paths()
 
     @model_validator(mode="after")

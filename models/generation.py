@@ -20,7 +20,7 @@ from models.engine import Engine, EngineError, choose_ratio
 METHODS = ("genie", "genie-ada", "img2img", "txt2img")
 MANIFEST = "manifest.csv"
 COLUMNS = ["key", "file", "source", "source_class", "target", "label", "method", "ratio", "ada_scores",
-           "seed", "model", "unet_evals", "time"]
+           "seed", "model", "unet_evals", "seconds", "time"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,13 @@ class Edit:
         if method == "txt2img":
             return cls("", "", label, method, None, seed)
         return cls(source, source_class, label, method, None if method == "genie-ada" else ratio, seed)
+
+
+def replicas(sources: list[str], label: str, n: int, method: str, ratio: float | None, seed: int) -> list[Edit]:
+    """n edits of a class's own images (Img2Img augmentation): the images taken in turn, a fresh
+    seed on every pass, so a class with one image still gets n different edits."""
+    return [Edit.make(sources[j % len(sources)], label, label, method, ratio, seed + j // len(sources))
+            for j in range(n)]
 
 
 def edit_seed(base: int, source: str, target: str) -> int:
@@ -84,15 +91,18 @@ class Generator:
 
     def __init__(self, engine: Engine, out_dir: Path, prompt: Callable[[str], str], batch_size: int = 32,
                  ada_ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), embed: Callable | None = None,
-                 target_means: dict[str, np.ndarray] | None = None):
+                 target_means: dict[str, np.ndarray] | None = None, judge: str = ""):
+        """`judge` names Ada's feature extractor and class means (their digest): Ada's choice depends
+        on them, so they are part of a genie-ada image's key."""
         self.engine, self.out_dir, self.prompt, self.batch_size = engine, Path(out_dir), prompt, batch_size
         self.ada_ratios, self.embed, self.target_means = list(ada_ratios), embed, target_means or {}
+        self.judge = judge
         self.sampler = {"model": engine.identity, "steps": engine.steps, "guidance": engine.guidance}
 
     def key(self, edit: Edit) -> str:
         settings = {**self.sampler, "prompt": self.prompt(edit.label)}
         if edit.method == "genie-ada":
-            settings["ada_ratios"] = self.ada_ratios
+            settings |= {"ada_ratios": self.ada_ratios, "ada_judge": self.judge}
         source = file_digest(edit.source) if edit.method != "txt2img" else edit.source
         return content_key(edit, source, settings)
 
@@ -140,7 +150,9 @@ class Generator:
         for (method, ratio), items in groups.items():
             for i in range(0, len(items), self.batch_size):
                 batch = items[i : i + self.batch_size]
+                began = time.monotonic()
                 made = self._make(method, ratio, [e for _, e in batch])
+                seconds = (time.monotonic() - began) / len(batch)
                 rows = []
                 for (key, edit), (image, chosen, scores, evals) in zip(batch, made):
                     stats["unet_evals"] += evals
@@ -154,7 +166,7 @@ class Generator:
                                  "source_class": edit.source_class, "target": edit.target, "label": edit.label,
                                  "method": method, "ratio": chosen, "ada_scores": json.dumps(scores),
                                  "seed": edit.seed, "model": self.engine.model, "unet_evals": evals,
-                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                 "seconds": round(seconds, 5), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
                     stats["generated"] += 1
                 self._append(rows)
                 bar.update(len(batch))
@@ -168,6 +180,8 @@ class Generator:
     def _append(self, rows: list[dict]) -> None:
         if rows:
             path = self.out_dir / MANIFEST
+            if path.exists() and list(pd.read_csv(path, nrows=0).columns) != COLUMNS:  # written by an older version
+                self.manifest().reindex(columns=COLUMNS).to_csv(path, index=False)
             pd.DataFrame(rows, columns=COLUMNS).to_csv(path, mode="a", header=not path.exists(), index=False)
 
     def _make(self, method: str, ratio: float | None, edits: list[Edit]):

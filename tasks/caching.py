@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import task
 from pydantic import BaseModel
+from tqdm.auto import tqdm
 
 from models.digests import file_digest
 
@@ -91,7 +92,8 @@ def run_verified_all(step, steps: dict[str, str], labels: list[str], calls: list
                      parallel: bool = False) -> list[Outputs]:
     """run_verified over many calls; `parallel` submits them all to the flow's task runner (e.g. Dask)."""
     if not parallel:
-        return [run_verified(step, steps, label, **params) for label, params in zip(labels, calls)]
+        bar = tqdm(zip(labels, calls), total=len(calls), desc=step.name, unit="task", disable=len(calls) < 2)
+        return [run_verified(step, steps, label, **params) for label, params in bar]
     futures = [step.submit(**params) for params in calls]
     results = [future.result() for future in futures]
     for i, (future, outputs) in enumerate(zip(futures, results)):

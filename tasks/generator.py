@@ -82,9 +82,12 @@ def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[st
 def generator_for(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
                   classifier: Outputs | None) -> Generator:
     """A Generator into out_dir; with a classifier, its features serve GeNIe-Ada."""
-    embed, means = ada_features(settings, split, classifier) if classifier is not None else (None, None)
+    if classifier is None:
+        return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios)
+    embed, means = ada_features(settings, split, classifier)
+    judge = f"{classifier.digests['checkpoint']}:{split.digests['manifest']}"
     return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
-                     embed, means)
+                     embed, means, judge)
 
 
 @task(name="generate")
@@ -126,8 +129,9 @@ def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, d
     engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, model_identity)
     make = generator_for(settings, engine, out_dir, split, classifier)
     stats = make.run(edits, progress=False)
-    made = {make.key(e): e for e in edits if (out_dir / f"{make.key(e)}.png").exists()}
-    info = stats | {"labels": {k: e.label for k, e in made.items()}, "sources": {k: e.source_class for k, e in made.items()}}
+    keys = [key if (out_dir / f"{key}.png").exists() else None for key in map(make.key, edits)]
+    made = {key: e for key, e in zip(keys, edits) if key}
+    info = stats | {"keys": keys, "labels": {k: e.label for k, e in made.items()}, "sources": {k: e.source_class for k, e in made.items()}}
     return Outputs.of(info, **{key: out_dir / f"{key}.png" for key in made})
 
 

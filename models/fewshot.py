@@ -1,0 +1,179 @@
+"""The few-shot protocol: N-way K-shot episodes on novel classes, each method's extra images for
+an episode, logistic regression on frozen L2-normalised features, mean and 95% interval."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from models.dataset import load_rgb
+from models.engine import choose_ratio
+from models.generation import Edit, edit_seed, replicas
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method at one setting: what a row of the results table is."""
+
+    method: str  # none | traditional | img2img | txt2img | genie | genie-ada
+    ratio: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} r={self.ratio}" if self.ratio is not None else self.method
+
+
+def variants(methods: tuple[str, ...], genie_ratios: tuple[float, ...], img2img_ratios: tuple[float, ...]) -> list[Variant]:
+    """genie runs at every Ada candidate ratio (accuracy as a function of r); img2img at each of its ratios."""
+    out = []
+    for method in methods:
+        ratios = {"genie": genie_ratios, "img2img": img2img_ratios}.get(method, (None,))
+        out += [Variant(method, r) for r in ratios]
+    return out
+
+
+@dataclass(frozen=True)
+class Episode:
+    shots: int
+    index: int
+    classes: tuple[str, ...]
+    support: tuple[tuple[str, str], ...]  # (image path, class)
+    queries: tuple[tuple[str, str], ...]
+
+
+def sample_episodes(support_pool: dict[str, list[str]], query_pool: dict[str, list[str]], ways: int, shots: int,
+                    queries: int, episodes: int, seed: int) -> list[Episode]:
+    """Episodes as a pure function of the pools and the seed: every method sees the same ones."""
+    classes = sorted(support_pool)
+    if ways > len(classes):
+        raise ValueError(f"{ways}-way episodes need {ways} novel classes, there are {len(classes)}")
+    for name, pool, need in (("support", support_pool, shots), ("query", query_pool, queries)):
+        short = [c for c in classes if len(pool.get(c, [])) < need]
+        if short:
+            raise ValueError(f"class {short[0]} has {len(pool.get(short[0], []))} {name} images, "
+                             f"{need} needed per episode")
+    rng = np.random.default_rng([seed, shots])
+    out = []
+    for index in range(episodes):
+        chosen = tuple(sorted(rng.choice(classes, ways, replace=False)))
+        support = tuple((str(p), c) for c in chosen for p in rng.choice(sorted(support_pool[c]), shots, replace=False))
+        query = tuple((str(p), c) for c in chosen for p in rng.choice(sorted(query_pool[c]), queries, replace=False))
+        out.append(Episode(shots, index, chosen, support, query))
+    return out
+
+
+def episode_edits(episode: Episode, variant: Variant, seed: int) -> list[Edit]:
+    """The same budget for every method: (N-1) * K extra images per class.
+
+    GeNIe: every support image of the other classes edited towards the class (hard negatives).
+    Txt2Img: as many samples of the class, one seed per GeNIe pair. Img2Img: the class's own
+    support images, each edited N-1 times with different seeds. genie-ada's candidates are
+    GeNIe's edits at its ratios (same pair, same seed), so they come from the genie edits.
+    """
+    edits = []
+    for target in episode.classes:
+        own = [p for p, c in episode.support if c == target]
+        others = [(p, c) for p, c in episode.support if c != target]
+        if variant.method in ("genie", "txt2img"):
+            edits += [Edit.make(p, c, target, variant.method, variant.ratio, seed) for p, c in others]
+        elif variant.method == "img2img":
+            edits += replicas(own, target, len(others), "img2img", variant.ratio, seed)
+    return edits
+
+
+def fit_and_score(support: np.ndarray, support_labels: list[str], queries: np.ndarray, query_labels: list[str]) -> float:
+    """Logistic regression (lbfgs, C = 1) on L2-normalised features; accuracy on the queries."""
+    def normalise(x: np.ndarray) -> np.ndarray:
+        return x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
+
+    model = LogisticRegression(C=1.0, solver="lbfgs", max_iter=1000)
+    model.fit(normalise(support), support_labels)
+    return float((model.predict(normalise(queries)) == np.asarray(query_labels)).mean())
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and half-width of the 95% interval, 1.96 * std / sqrt(n)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+class FeatureBank:
+    """Features of image files (and of their augmented views), each computed once."""
+
+    def __init__(self, embed, batch_size: int = 256):
+        self.embed, self.batch_size = embed, batch_size
+        self.cache: dict = {}
+
+    def __call__(self, paths: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(p for p in paths if p not in self.cache))
+        for i in range(0, len(missing), self.batch_size):
+            chunk = missing[i : i + self.batch_size]
+            self.cache.update(zip(chunk, self.embed([load_rgb(p) for p in chunk])))
+        return np.stack([self.cache[p] for p in paths]) if paths else np.zeros((0, 0))
+
+    def views(self, paths: list[str], n: int) -> np.ndarray:
+        """n augmented views of each image, seeded by the image and the view number."""
+        keys = [(p, j) for p in paths for j in range(n)]
+        missing = [k for k in keys if k not in self.cache]
+        for i in range(0, len(missing), self.batch_size):
+            chunk = missing[i : i + self.batch_size]
+            seeds = [edit_seed(j, p, "view") for p, j in chunk]
+            self.cache.update(zip(chunk, self.embed.views([load_rgb(p) for p, _ in chunk], seeds)))
+        return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, 0))
+
+
+def run_episodes(bank: FeatureBank, episodes: list[Episode], plan: list[Variant], made: dict[Edit, str],
+                 ada_ratios: tuple[float, ...], seed: int, progress: bool = True):
+    """Accuracy of every variant on every episode, and GeNIe-Ada's choice for every pair.
+
+    `made` maps each generated edit to its image; an edit the safety checker dropped is absent,
+    so that episode's class gets fewer extra images. Ada's target direction is the mean feature
+    of the class's support images: all a few-shot user has.
+    """
+    scores, choices = [], []
+    for episode in tqdm(episodes, desc="episodes", unit="episode", disable=not progress):
+        support_paths = [p for p, _ in episode.support]
+        support_labels = [c for _, c in episode.support]
+        support = bank(support_paths)
+        queries = bank([p for p, _ in episode.queries])
+        query_labels = [c for _, c in episode.queries]
+        extra_views = len(episode.classes) - 1
+        for variant in plan:
+            if variant.method == "none":
+                extra, labels = np.zeros((0, support.shape[1])), []
+            elif variant.method == "traditional":
+                extra = bank.views(support_paths, extra_views)
+                labels = [c for c in support_labels for _ in range(extra_views)]
+            elif variant.method == "genie-ada":
+                picked = ada_choices(bank, episode, made, ada_ratios, seed)
+                choices += picked
+                extra, labels = bank([row["image"] for row in picked]), [row["target"] for row in picked]
+            else:
+                edits = [e for e in episode_edits(episode, variant, seed) if e in made]
+                extra, labels = bank([made[e] for e in edits]), [e.label for e in edits]
+            x = np.concatenate([support, extra]) if len(labels) else support
+            accuracy = fit_and_score(x, support_labels + labels, queries, query_labels)
+            scores.append({"shots": episode.shots, "episode": episode.index, "variant": variant.label,
+                           "method": variant.method, "ratio": variant.ratio, "extra_images": len(labels),
+                           "accuracy": accuracy})
+    return pd.DataFrame(scores), pd.DataFrame(choices)
+
+
+def ada_choices(bank: FeatureBank, episode: Episode, made: dict[Edit, str], ratios: tuple[float, ...],
+                seed: int) -> list[dict]:
+    rows = []
+    for target in episode.classes:
+        target_mean = bank([p for p, c in episode.support if c == target]).mean(0)
+        for source, source_class in ((p, c) for p, c in episode.support if c != target):
+            edits = [Edit.make(source, source_class, target, "genie", r, seed) for r in ratios]
+            if not all(e in made for e in edits):
+                continue
+            z = bank([source, *(made[e] for e in edits)])
+            ratio, index, jumps = choose_ratio(z[0], z[1:], target_mean, list(ratios))
+            rows.append({"shots": episode.shots, "episode": episode.index, "source": source,
+                         "source_class": source_class, "target": target, "ratio": ratio,
+                         "image": made[edits[index]], "jumps": [round(float(d), 5) for d in jumps]})
+    return rows

@@ -1,0 +1,82 @@
+"""Both benchmarks and the report through the real flows, CLI, MLflow and headless chromium, on tiny budgets."""
+import json
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",
+        "classifier.epochs=1", "finetune.epochs=1",
+        "benchmark.few_shot.ways=3", "benchmark.few_shot.shots=[1, 2]", "benchmark.few_shot.episodes=4",
+        "benchmark.few_shot.queries=2", "benchmark.long_tail.seeds=[0, 1]", "benchmark.long_tail.per_target=2",
+        "benchmark.long_tail.imbalance_ratio=10",
+        "benchmark.long_tail.methods=[real, img2img, genie, genie-ada+filter]"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [*args, *(a for kv in TINY for a in ("--set", kv))])
+
+
+def test_benchmarks_then_a_report_that_renders_with_its_images(project):
+    missing = invoke("report")
+    assert missing.exit_code == 1 and missing.output.startswith("error: no benchmark results under")
+
+    few = invoke("benchmark", "few-shot")
+    assert few.exit_code == 0, few.output
+    out = project / "artifacts/digits/benchmark/few-shot"
+    facts = json.loads((out / "results.json").read_text())
+    table, episodes = pd.read_csv(out / "table.csv"), pd.read_csv(out / "episodes.csv")
+    assert facts["base_classes"] == list("01234") and facts["novel_classes"] == list("56789")
+    assert len(table) == 2 * len(facts["variants"]) == 22 and set(table["episodes"]) == {4}
+    # every variant on the same episodes, and the interval is 1.96 std / sqrt(n) over them
+    assert episodes.groupby("variant").apply(lambda g: tuple(zip(g["shots"], g["episode"]))).nunique() == 1
+    row = table[(table["shots"] == 2) & (table["variant"] == "genie r=0.8")].iloc[0]
+    accuracies = episodes[(episodes["shots"] == 2) & (episodes["variant"] == "genie r=0.8")]["accuracy"]
+    assert row["mean"] == accuracies.mean() and np.isclose(row["ci95"], 1.96 * accuracies.std(ddof=0) / 2)
+    budget = table.set_index(["shots", "variant"])["extra_images_per_episode"]
+    for shots in (1, 2):  # (N-1) * K extra images per class, N classes, for every method but `none`
+        assert budget[shots, "none"] == 0
+        assert {budget[shots, v] for v in facts["variants"] if v != "none"} == {2 * shots * 3}
+    choices = pd.read_csv(out / "ada_choices.csv")
+    assert set(choices["ratio"]) <= {0.5, 0.6, 0.7, 0.8, 0.9} and choices["image"].map(lambda p: "/genie/" in p).all()
+    cost = pd.read_csv(out / "cost.csv").set_index("variant")["unet_evals_per_image"]
+    assert cost["genie-ada"] == sum(cost[f"genie r={r}"] for r in (0.5, 0.6, 0.7, 0.8, 0.9))
+    assert set(pd.read_csv(out / "consistency.csv")["variant"]) == set(facts["variants"]) - {"none", "traditional"}
+    run = MlflowClient().get_run(facts["run_id"])
+    assert run.data.tags["benchmark"] == "few-shot" and "few_shot.1shot.genie-ada" in run.data.metrics
+
+    again = invoke("benchmark", "few-shot")  # the generated images come from the content-key cache
+    shards = {k: v for k, v in json.loads((out / "results.json").read_text())["steps"].items() if "shard" in k}
+    assert again.exit_code == 0 and shards and set(shards.values()) == {"cached"}
+    assert pd.read_csv(out / "table.csv").equals(table)
+
+    long = invoke("benchmark", "long-tail")
+    assert long.exit_code == 0, long.output
+    per_seed = pd.read_csv(project / "artifacts/digits/benchmark/long-tail/per_seed.csv")
+    assert set(per_seed["seed"]) == {0, 1} and len(per_seed) == 2 * 6  # baseline + 5 variants
+    generated = per_seed.pivot(index="seed", columns="variant", values="generated_images")
+    assert (generated["real"] == 0).all() and (generated["genie r=0.8"] > 0).all()
+    for method in ("img2img r=0.3", "img2img r=0.7"):  # equal budgets
+        assert (generated[method] == generated["genie r=0.8"]).all()
+    assert (generated["genie-ada+filter"] <= generated["genie r=0.8"]).all()
+    summary = pd.read_csv(project / "artifacts/digits/benchmark/long-tail/table.csv")
+    assert (summary["seeds"] == 2).all() and {"accuracy.few.mean", "accuracy.few.std"} <= set(summary.columns)
+
+    shown = invoke("report", "--screenshot", str(project / "report.png"))
+    assert shown.exit_code == 0, shown.output
+    result = json.loads(shown.output[shown.output.index("{"):])
+    assert result["images_total"] > 20 and result["images_loaded"] == result["images_total"]
+    page = (project / result["report"]).read_text()
+    assert page.count('src="data:image/png;base64,') == result["images_total"]  # self-contained
+    for words in ("Few-shot: accuracy", "Long-tail fine-tuning", "Cost per kept image", "does not show"):
+        assert words in page
+    screenshot = np.asarray(Image.open(project / "report.png").convert("L"))
+    assert screenshot.shape == (3000, 1200) and len(np.unique(screenshot)) > 50  # a rendered page, not a blank one
+    for run_id in result["mlflow_runs"]:  # the latest few-shot and long-tail runs
+        assert [a.path for a in MlflowClient().list_artifacts(run_id, "report")] == ["report/report.html"]
+    assert len(result["mlflow_runs"]) == 2
