@@ -34,8 +34,6 @@ from tasks.data import split_data
 from tasks.tracking import configure, git_commit, record_run
 from tasks.train import finetune_classifier, train_classifier
 
-GENERATED = ("img2img", "txt2img", "genie", "genie-ada", "genie-ada+filter")
-
 
 def benchmark_dir(settings: Settings) -> Path:
     return settings.workdir / "benchmark"
@@ -127,11 +125,14 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     if "genie-ada" in cfg.methods:
         sweep += [Variant("genie", r) for r in genie.ada_ratios]
     edits_of = {v.label: [edit for e in episodes for edit in episode_edits(e, v, seed)] for v in dict.fromkeys(sweep)}
+    edits_of = {label: edits for label, edits in edits_of.items() if edits}  # none and traditional generate nothing
+    by_method: dict[str, dict[Edit, None]] = {}
+    for edit in (e for edits in edits_of.values() for e in edits):
+        by_method.setdefault(edit.method, {})[edit] = None
     made: dict[Edit, str] = {}
-    for method in dict.fromkeys(v.method for v in sweep if v.method in GENERATED):
-        edits = [e for label, es in edits_of.items() if label.split(" ")[0] == method for e in es]
-        got, _ = generate_edits(settings, data, split, edits, benchmark_dir(settings) / "generated" / method, steps,
-                                f"generate-{method}", shard_size=settings.benchmark.shard_size)
+    for method, edits in by_method.items():
+        got, _ = generate_edits(settings, data, split, list(edits), benchmark_dir(settings) / "generated" / method,
+                                steps, f"generate-{method}", shard_size=settings.benchmark.shard_size)
         made |= got
     scores, choices = score_episodes(extractor, settings.classifier, episodes, plan, made, genie.ada_ratios, seed)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from prefect import get_run_logger, task
 
-from models.classifier import Embedder, load_checkpoint, transforms
+from models.classifier import Embedder, classify
 from models.config import Settings
 from models.dataset import load_rgb, read_manifest, subset
 from models.engine import Engine
@@ -85,9 +85,9 @@ def generator_for(settings: Settings, engine: Engine, out_dir: Path, split: Outp
     if classifier is None:
         return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios)
     embed, means = ada_features(settings, split, classifier)
-    judge = f"{classifier.digests['checkpoint']}:{split.digests['manifest']}"
+    extractor = f"{classifier.digests['checkpoint']}:{split.digests['manifest']}"
     return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
-                     embed, means, judge)
+                     embed, means, extractor)
 
 
 @task(name="generate")
@@ -146,15 +146,12 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
     classes = split.info["classes"]
     manifest = read_manifest(split["manifest"])
     engine = make_engine(settings)
-    model, meta = load_checkpoint(classifier["checkpoint"])
-    transform = transforms(model, meta["image_size"])
 
     def judged(made: Generator, edits: list[Edit]) -> tuple[np.ndarray, list[Edit]]:
         """The judge's labels for the edits that were kept (a safety checker may drop some)."""
         kept = [e for e in edits if (made.out_dir / f"{made.key(e)}.png").exists()]
-        batch = torch.stack([transform(load_rgb(made.out_dir / f"{made.key(e)}.png")) for e in kept])
-        with torch.no_grad():
-            return np.asarray(classes)[model(batch).argmax(1).numpy()], kept
+        probabilities, names = classify(classifier["checkpoint"], [made.out_dir / f"{made.key(e)}.png" for e in kept])
+        return np.asarray(names)[probabilities.argmax(1)], kept
 
     metrics: dict[str, float] = {}
     samples = Generator(engine, out_dir / "txt2img", settings.prompt, settings.generator.batch_size)
