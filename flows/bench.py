@@ -1,4 +1,4 @@
-"""`genie bench generate`: throughput figures for the engine (a benchmark, not a test)."""
+"""`genie benchmark generate`: throughput figures for the engine (a benchmark, not a test)."""
 from __future__ import annotations
 
 import tempfile
