@@ -269,7 +269,7 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
             edits = long_tail_edits(lt, variant, selection, manifest)
             method = variant.method.removesuffix("+filter")
             made = {}
-            if edits:
+            if edits:  # Ada's choice follows this seed's baseline, which its image key does not name: own folder
                 made, _ = generate_edits(
                     lt, data, lt_split, edits, lt.workdir / "generated" / method if method == "genie-ada"
                     else benchmark_dir(settings) / "generated" / method, seed_steps, f"generate-{slug(variant.label)}",

@@ -91,18 +91,15 @@ class Generator:
 
     def __init__(self, engine: Engine, out_dir: Path, prompt: Callable[[str], str], batch_size: int = 32,
                  ada_ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), embed: Callable | None = None,
-                 target_means: dict[str, np.ndarray] | None = None, extractor: str = ""):
-        """`extractor` names Ada's feature extractor and class means (their digest): Ada's choice depends
-        on them, so they are part of a genie-ada image's key."""
+                 target_means: dict[str, np.ndarray] | None = None):
         self.engine, self.out_dir, self.prompt, self.batch_size = engine, Path(out_dir), prompt, batch_size
         self.ada_ratios, self.embed, self.target_means = list(ada_ratios), embed, target_means or {}
-        self.extractor = extractor
         self.sampler = {"model": engine.identity, "steps": engine.steps, "guidance": engine.guidance}
 
     def key(self, edit: Edit) -> str:
         settings = {**self.sampler, "prompt": self.prompt(edit.label)}
         if edit.method == "genie-ada":
-            settings |= {"ada_ratios": self.ada_ratios, "ada_extractor": self.extractor}
+            settings["ada_ratios"] = self.ada_ratios
         source = file_digest(edit.source) if edit.method != "txt2img" else edit.source
         return content_key(edit, source, settings)
 

@@ -82,12 +82,9 @@ def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[st
 def generator_for(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
                   classifier: Outputs | None) -> Generator:
     """A Generator into out_dir; with a classifier, its features serve GeNIe-Ada."""
-    if classifier is None:
-        return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios)
-    embed, means = ada_features(settings, split, classifier)
-    extractor = f"{classifier.digests['checkpoint']}:{split.digests['manifest']}"
+    embed, means = ada_features(settings, split, classifier) if classifier is not None else (None, None)
     return Generator(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
-                     embed, means, extractor)
+                     embed, means)
 
 
 @task(name="generate")
