@@ -72,8 +72,13 @@ def write_results(out: Path, tables: dict[str, pd.DataFrame], facts: dict) -> li
     for name, table in tables.items():
         table.to_csv(out / f"{name}.csv", index=False)
         files.append(out / f"{name}.csv")
+    return [*files, save_facts(out, facts)]
+
+
+def save_facts(out: Path, facts: dict) -> Path:
+    """results.json: written before the MLflow run (as its artifact) and again with the run id."""
     (out / "results.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
-    return [*files, out / "results.json"]
+    return out / "results.json"
 
 
 def cost_rows(made: dict[Edit, str], edits_of: dict[str, list[Edit]]) -> pd.DataFrame:
@@ -160,8 +165,7 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
                         params={f"few_shot.{k}": v for k, v in cfg.model_dump(mode="json").items()},
                         metrics={f"few_shot.{row.shots}shot.{slug(row.variant)}": row.mean for row in table.itertuples()},
                         artifacts=files, tags={"benchmark": "few-shot"})
-    facts["run_id"] = run_id
-    (out / "results.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
+    save_facts(out, facts | {"run_id": run_id})
     logger.info("few-shot benchmark in %.0f s -> %s", time.monotonic() - started, out)
     return {"run_id": run_id, "out_dir": out.as_posix(), "steps": steps, "table": table.to_dict("records")}
 
@@ -313,8 +317,7 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
                         metrics={f"long_tail.{slug(r['variant'])}.{m}": r[f"{m}.mean"] for r in table.to_dict("records")
                                  for m in ("accuracy", "accuracy.few") if pd.notna(r[f"{m}.mean"])},
                         artifacts=files, tags={"benchmark": "long-tail"})
-    facts["run_id"] = run_id
-    (out / "results.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
+    save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("long-tail benchmark in %.0f s -> %s", time.monotonic() - started, out)
     return {"run_id": run_id, "out_dir": out.as_posix(), "steps": steps, "table": table.to_dict("records")}
 
