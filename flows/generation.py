@@ -5,24 +5,23 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.steps import ensure_generator, prepare, train_baseline
-from models.config import Settings
+from flows.stages import StepLog, ensure_generator, generate_edits, prepare, train_baseline
+from models.config import Settings, default_ratio
 from models.dataset import read_manifest
-from models.generation import METHODS, Edit, select_edits
-from tasks.caching import Outputs
-from tasks.generator import generate, judge_generator
+from models.editing import MANIFEST, METHODS, pair_edits, select_edits
+from tasks.quality import judge_generator
 from tasks.tracking import configure, record_run
 
 
 @flow(name="genie-train-generator")
 def genie_train_generator(settings: Settings) -> dict:
     configure()
-    steps: dict[str, str] = {}
-    data, split = prepare(settings, steps)
-    model = ensure_generator(settings, data, split, steps)
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
+    model = ensure_generator(settings, data, split, step_log)
     if model is None:
-        return {"generator": settings.generator_model, "steps": steps, "note": "generator.model is configured"}
-    return {"generator": settings.generator_model, "steps": steps,
+        return {"generator": settings.generator_model, "step_log": step_log, "note": "generator.model is configured"}
+    return {"generator": settings.generator_model, "step_log": step_log,
             **{k: model.info[k] for k in ("train_seconds", "vae_mse", "unet_loss")}}
 
 
@@ -35,51 +34,35 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
     if ratio is not None and not 0 < ratio <= 1:
         raise ValueError(f"--ratio {ratio}: a noise ratio must be in (0, 1]")
     configure()
-    steps: dict[str, str] = {}
-    data, split = prepare(settings, steps)
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
     classes = split.info["classes"]
-    if method in ("genie", "img2img"):
-        ratio = ratio if ratio is not None else (settings.genie.noise_ratio if method == "genie"
-                                                 else settings.genie.img2img_ratios[0])
-    elif ratio is not None:
+    if ratio is not None and method not in ("genie", "img2img"):
         raise ValueError(f"--ratio does not apply to {method} (genie-ada picks r per image, txt2img uses 1.0)")
+    ratio = ratio if ratio is not None else default_ratio(method, settings.genie)
     if pairs:
-        edits = explicit_edits(settings, split, method, ratio, pairs)
+        edits = pair_edits(pairs, classes, method, ratio, settings.generator.seed)
     else:
         edits = select_edits(read_manifest(split["manifest"]), settings.dataset.path, classes, method,
                              per_class, ratio, settings.generator.seed)
     if not edits:
         raise ValueError("empty selection: no (source, target) pairs to generate")
-    ensure_generator(settings, data, split, steps)
-    classifier = train_baseline(settings, data, split, steps) if method == "genie-ada" else None
+    ensure_generator(settings, data, split, step_log)
+    classifier = train_baseline(settings, data, split, step_log) if method == "genie-ada" else None
     out_dir = Path(out_dir or settings.workdir / "generated") / method
-    stats = generate(settings, edits, split, classifier, out_dir)
-    get_run_logger().info("%s images in %s (manifest: %s)", method, out_dir, out_dir / "manifest.csv")
-    return {"method": method, "out_dir": out_dir.as_posix(), "steps": steps, **stats}
-
-
-def explicit_edits(settings: Settings, split: Outputs, method: str, ratio: float | None,
-                   pairs: list[tuple[str, str]]) -> list[Edit]:
-    classes = split.info["classes"]
-    edits = []
-    for source, target in pairs:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"source image {source} not found")
-        if target not in classes:
-            raise ValueError(f"unknown class {target!r} (classes: {', '.join(classes)})")
-        edits.append(Edit.make(path.as_posix(), path.parent.name, target, method, ratio, settings.generator.seed))
-    return edits
+    _, totals = generate_edits(settings, data, split, edits, out_dir, step_log, classifier=classifier)
+    get_run_logger().info("%s images in %s (manifest: %s)", method, out_dir, out_dir / MANIFEST)
+    return {"method": method, "out_dir": out_dir.as_posix(), "step_log": step_log, **totals}
 
 
 @flow(name="genie-quality")
 def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 100) -> dict:
     """Judge the generator with a classifier trained only on real images; log to MLflow."""
     configure()
-    steps: dict[str, str] = {}
-    data, split = prepare(settings, steps)
-    ensure_generator(settings, data, split, steps)
-    classifier = train_baseline(settings, data, split, steps)
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
+    ensure_generator(settings, data, split, step_log)
+    classifier = train_baseline(settings, data, split, step_log)
     metrics = judge_generator(settings, split, classifier, settings.workdir / "generated",
                               samples_per_class, pairs)
     run_id = record_run(settings, data, "generator-quality",
@@ -87,4 +70,4 @@ def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 
                                 "pairs": pairs, "steps": settings.generator.steps,
                                 "guidance": settings.generator.guidance},
                         metrics=metrics)
-    return {"run_id": run_id, "steps": steps, **metrics}
+    return {"run_id": run_id, "step_log": step_log, **metrics}

@@ -6,7 +6,7 @@ from datetime import datetime
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.steps import Steps, ensure_generator, evaluate, generate_selection, prepare, select, train_baseline
+from flows.stages import StepLog, ensure_generator, evaluate, generate_selection, prepare, select, train_baseline
 from models.config import Settings
 from models.digests import file_digest
 from models.engine import model_identity
@@ -17,13 +17,34 @@ from tasks.train import finetune_classifier
 from tasks.versioning import commit_stages, version_generated
 
 STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finetune", "evaluate")
+# What decides each stage's outputs: the task modules it runs (their project imports followed) and the
+# configuration it reads. dvc.yaml lists exactly these as the stage's deps and params (tests/flows/test_dvc.py).
+STAGE_TASKS = {
+    "prepare": ("tasks.data",),
+    "train-generator": ("tasks.generator",),
+    "baseline": ("tasks.train", "tasks.evaluate"),
+    "select": ("tasks.evaluate", "tasks.selection"),
+    "generate": ("tasks.editing",),
+    "finetune": ("tasks.train",),
+    "evaluate": ("tasks.evaluate", "tasks.registry"),
+}
+STAGE_PARAMS = {
+    "prepare": ("dataset",),
+    "train-generator": ("dataset", "generator.prompt", "generator.class_names", "generator.embedded"),
+    "baseline": ("dataset", "classifier", "evaluate"),
+    "select": ("dataset", "evaluate", "select.targets", "select.n_weakest", "select.k_confused", "select.per_target",
+               "select.seed"),
+    "generate": ("dataset", "generator", "genie", "select.method", "select.shard_size"),
+    "finetune": ("dataset", "classifier", "finetune"),
+    "evaluate": ("dataset", "evaluate", "promote"),
+}
 
 
 @flow(name="genie-prepare")
 def genie_prepare(settings: Settings) -> dict:
-    steps: Steps = {}
-    data, split = prepare(settings, steps)
-    return {"dataset_md5": data.md5, "dvc_file": data.pointer, "manifest": split.files["manifest"], "steps": steps,
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
+    return {"dataset_md5": data.md5, "dvc_file": data.pointer, "manifest": split.files["manifest"], "step_log": step_log,
             **split.info}
 
 
@@ -35,34 +56,34 @@ def genie_run(settings: Settings, until: str = "evaluate") -> dict:
     last = STAGES.index(until)
     logger = get_run_logger()
     configure()
-    steps: Steps = {}
-    data, split = prepare(settings, steps)
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
     if last < STAGES.index("train-generator"):
         commit_stages(["prepare"])
-        return {"dataset_md5": data.md5, "steps": steps}
+        return {"dataset_md5": data.md5, "step_log": step_log}
     run_id = start_pipeline_run(settings, data, f"genie-run-{datetime.now():%Y%m%d-%H%M%S}")
-    summary: dict = {"run_id": run_id, "dataset_md5": data.md5, "steps": steps}
+    summary: dict = {"run_id": run_id, "dataset_md5": data.md5, "step_log": step_log}
     status = "FAILED"
     try:
         log_dataset(run_id, settings, data, split)
-        ensure_generator(settings, data, split, steps)
+        ensure_generator(settings, data, split, step_log)
         if last >= STAGES.index("baseline"):
-            summary |= nightly(settings, data, split, run_id, steps, last)
+            summary |= nightly(settings, data, split, run_id, step_log, last)
         uncommitted = commit_stages(list(STAGES[: last + 1]))
         if uncommitted:
             logger.warning("dvc.lock not updated for %s (outputs this configuration does not make)", uncommitted)
         status = "FINISHED"
     finally:
-        log_files(run_id, [], "", tags={f"step.{name}": how for name, how in steps.items()})
+        log_files(run_id, [], "", tags={f"step.{name}": how for name, how in step_log.items()})
         MlflowClient().set_terminated(run_id, status)
     logger.info("%s", summary.get("decision", f"stopped after {until}"))
     return summary
 
 
-def nightly(settings: Settings, data, split, run_id: str, steps: Steps, last: int) -> dict:
+def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, last: int) -> dict:
     workdir = settings.workdir
-    baseline = train_baseline(settings, data, split, steps)
-    baseline_test = evaluate(settings, baseline, split, steps, "evaluate-baseline", workdir / "baseline" / "evaluation")
+    baseline = train_baseline(settings, data, split, step_log)
+    baseline_test = evaluate(settings, baseline, split, step_log, "evaluate-baseline", workdir / "baseline" / "evaluation")
     log_evaluation(run_id, baseline_test, "baseline.test", "baseline")
     base = register_classifier(run_id, settings, data, baseline, baseline_test, "baseline")
     champion_version = crown_first(settings, base["version"])
@@ -74,15 +95,15 @@ def nightly(settings: Settings, data, split, run_id: str, steps: Steps, last: in
     # A champion this pipeline fine-tuned from today's baseline is looked at through that baseline:
     # otherwise each promotion would move the selection, and a night with nothing new would never settle.
     selector = baseline if base["version"] in (champion.info["version"], champion.info["base_version"]) else champion
-    champion_val = evaluate(settings, selector, split, steps, "evaluate-selector-val", workdir / "selector" / "val", "val")
-    selection = select(settings, champion_val, split, steps)
+    champion_val = evaluate(settings, selector, split, step_log, "evaluate-selector-val", workdir / "selector" / "val", "val")
+    selection = select(settings, champion_val, split, step_log)
     log_files(run_id, [selection["selection"], champion_val["soft_confusion"], champion_val["confusion_plot"]],
               "selection", metrics={"selection.sources": selection.info["sources"]})
     summary |= {"targets": selection.info["targets"], "sources": selection.info["sources"]}
     if last < STAGES.index("generate"):
         return summary
 
-    generated, totals = generate_selection(settings, data, split, selection, baseline, steps)
+    generated, totals = generate_selection(settings, data, split, selection, baseline, step_log)
     generated_md5, pointer = version_generated(workdir / "generated")
     manifest = workdir / "generated" / settings.select.method / "manifest.csv"
     log_files(run_id, [manifest] if manifest.exists() else [], "generated", tags={"generated_md5": generated_md5},
@@ -92,14 +113,14 @@ def nightly(settings: Settings, data, split, run_id: str, steps: Steps, last: in
         return summary
 
     challenger = run_verified(
-        finetune_classifier, steps, cfg=settings.classifier, finetune=settings.finetune,
+        finetune_classifier, step_log, cfg=settings.classifier, finetune=settings.finetune,
         dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
         base=baseline, generated=generated, generated_md5=generated_md5, out_dir=workdir / "finetuned",
     )
     if last < STAGES.index("evaluate"):
         return summary
 
-    challenger_test = evaluate(settings, challenger, split, steps, "evaluate-challenger", workdir / "finetuned" / "evaluation")
+    challenger_test = evaluate(settings, challenger, split, step_log, "evaluate-challenger", workdir / "finetuned" / "evaluation")
     log_evaluation(run_id, challenger_test, "challenger.test", "challenger")
     lineage = {
         "generated_md5": generated_md5, "generated_dvc_file": pointer.as_posix(), "generated_images": len(generated),
@@ -112,7 +133,7 @@ def nightly(settings: Settings, data, split, run_id: str, steps: Steps, last: in
     if registered["version"] == champion.info["version"]:  # last night's challenger, already promoted
         champion_test = challenger_test
     else:  # the champion on the same test data, in the same run
-        champion_test = evaluate(settings, champion, split, steps, "evaluate-champion", workdir / "champion" / "evaluation")
+        champion_test = evaluate(settings, champion, split, step_log, "evaluate-champion", workdir / "champion" / "evaluation")
     log_evaluation(run_id, champion_test, "champion.test", "champion")
     decision = promote_if_better(settings, registered["version"], challenger_test.info["metrics"],
                                  champion.info["version"], champion_test.info["metrics"])

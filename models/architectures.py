@@ -10,7 +10,7 @@ from pathlib import Path
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from models.generator import MAX_TOKENS, SCHEDULE, write_tokenizer
+from models.embedded_ldm import MAX_TOKENS, SCHEDULE, write_tokenizer
 
 SD15 = {  # widths of the released model, then a tiny variant with the same layout
     "full": dict(unet=(320, 640, 1280, 1280), vae=(128, 256, 512, 512), text=768, layers=12, heads=12, groups=32,

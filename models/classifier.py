@@ -16,7 +16,7 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from models.config import Classifier as ClassifierConfig
+from models.config import ClassifierConfig
 from models.dataset import load_rgb
 
 log = logging.getLogger(__name__)

@@ -18,37 +18,37 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Split(Strict):
+class SplitConfig(Strict):
     seed: int = 0
     val: float = Field(0.2, gt=0, lt=1, description="share of each class in the validation split")
     test: float = Field(0.2, gt=0, lt=1, description="share of each class in the test split")
 
     @model_validator(mode="after")
-    def _leaves_train(self) -> Split:
+    def _leaves_train(self) -> SplitConfig:
         if self.val + self.test >= 1:
             raise ValueError("val + test must leave images for train (sum < 1)")
         return self
 
 
-class LongTail(Strict):
+class LongTailConfig(Strict):
     imbalance_ratio: float | None = Field(
         None, ge=1, description="subsample train so the largest class has this many times the smallest"
     )
     seed: int = 0
 
 
-class Dataset(Strict):
+class DatasetConfig(Strict):
     name: str = Field("digits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     path: Path = Path("data/digits")
     embedded: bool = Field(True, description="export scikit-learn's digits to `path` when it is missing")
     image_size: int = Field(32, ge=8, description="side the classifier sees, in pixels")
     min_image_size: int = Field(8, ge=1, description="images smaller on either side are skipped")
     min_class_images: int = Field(3, ge=3, description="classes with fewer usable images are left out")
-    split: Split = Split()
-    long_tail: LongTail = LongTail()
+    split: SplitConfig = SplitConfig()
+    long_tail: LongTailConfig = LongTailConfig()
 
 
-class Augment(Strict):
+class AugmentConfig(Strict):
     scale: tuple[float, float] = (0.7, 1.0)
     hflip: float = Field(0.0, ge=0, le=1)
     color_jitter: float = Field(0.0, ge=0)
@@ -57,7 +57,7 @@ class Augment(Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
 
 
-class Classifier(Strict):
+class ClassifierConfig(Strict):
     model: str = Field("resnet10t", description="any timm model name")
     pretrained: bool = Field(False, description="load timm's pretrained weights when available")
     epochs: int = Field(30, ge=1)
@@ -67,21 +67,21 @@ class Classifier(Strict):
     warmup_epochs: int = Field(1, ge=0)
     patience: int = Field(8, ge=1, description="stop after this many epochs without a better val accuracy")
     seed: int = 0
-    augment: Augment = Augment()
+    augment: AugmentConfig = AugmentConfig()
 
 
-class Evaluate(Strict):
+class EvaluateConfig(Strict):
     many_shot: int = Field(100, ge=1, description="classes with more train images than this are 'many'")
     few_shot: int = Field(20, ge=1, description="classes with fewer train images than this are 'few'")
 
     @model_validator(mode="after")
-    def _ordered(self) -> Evaluate:
+    def _ordered(self) -> EvaluateConfig:
         if self.few_shot > self.many_shot:
             raise ValueError("few_shot must not exceed many_shot")
         return self
 
 
-class EmbeddedGenerator(Strict):
+class EmbeddedLdmConfig(Strict):
     """Budget of the embedded diffusion model, in optimizer steps (reproducible, unlike seconds)."""
 
     vae_steps: int = Field(400, ge=1)
@@ -92,7 +92,7 @@ class EmbeddedGenerator(Strict):
     seed: int = 0
 
 
-class Generator(Strict):
+class GeneratorConfig(Strict):
     model: str | None = Field(
         None, description="diffusers pipeline folder or hub id; empty: the embedded model of `genie train-generator`"
     )
@@ -104,22 +104,22 @@ class Generator(Strict):
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
-    embedded: EmbeddedGenerator = EmbeddedGenerator()
+    embedded: EmbeddedLdmConfig = EmbeddedLdmConfig()
 
     @model_validator(mode="after")
-    def _template(self) -> Generator:
+    def _template(self) -> GeneratorConfig:
         if "{name}" not in self.prompt:
             raise ValueError("prompt must contain {name}")
         return self
 
 
-class Genie(Strict):
+class GenieConfig(Strict):
     noise_ratio: float = Field(0.8, gt=0, le=1, description="r of the `genie` method")
     ada_ratios: tuple[float, ...] = Field((0.5, 0.6, 0.7, 0.8, 0.9), min_length=2, description="GeNIe-Ada candidates")
     img2img_ratios: tuple[float, ...] = Field((0.3, 0.7), min_length=1)
 
     @model_validator(mode="after")
-    def _ratios(self) -> Genie:
+    def _ratios(self) -> GenieConfig:
         for r in (*self.ada_ratios, *self.img2img_ratios):
             if not 0 < r <= 1:
                 raise ValueError(f"noise ratio {r} outside (0, 1]")
@@ -128,7 +128,13 @@ class Genie(Strict):
         return self
 
 
-class Select(Strict):
+def default_ratio(method: str, genie: GenieConfig) -> float | None:
+    """The noise ratio a method runs at unless one is given: genie at `noise_ratio`, img2img at the
+    first of `img2img_ratios`; genie-ada picks r per image and txt2img starts from pure noise (None)."""
+    return {"genie": genie.noise_ratio, "img2img": genie.img2img_ratios[0]}.get(method)
+
+
+class SelectConfig(Strict):
     """Which hard negatives the nightly run makes, from the champion's confusion on val."""
 
     targets: Literal["all", "weakest", "tail"] = Field("all", description="all, the n weakest by recall, or tail classes")
@@ -140,7 +146,7 @@ class Select(Strict):
     seed: int = 0
 
 
-class Runner(Strict):
+class RunnerConfig(Strict):
     """Where generation shards run: in-process, or on a Dask cluster (prefect-dask)."""
 
     kind: Literal["default", "dask"] = "default"
@@ -148,7 +154,7 @@ class Runner(Strict):
     dask_workers: int = Field(2, ge=1, description="workers of the local cluster")
 
 
-class Finetune(Strict):
+class FinetuneConfig(Strict):
     epochs: int = Field(10, ge=1)
     lr: float = Field(5e-4, gt=0)
     patience: int = Field(5, ge=1)
@@ -156,12 +162,12 @@ class Finetune(Strict):
                               "label (Diff-Mix style); 0 labels it as its target only")
 
 
-class Promote(Strict):
+class PromoteConfig(Strict):
     min_improvement: float = Field(0.0, ge=0, description="overall accuracy gain the challenger must exceed")
     few_shot_tolerance: float = Field(0.01, ge=0, description="largest allowed drop on the few-shot group")
 
 
-class FewShotBenchmark(Strict):
+class FewShotBenchmarkConfig(Strict):
     """N-way K-shot episodes on novel classes, a frozen extractor trained on the base classes only."""
 
     base_classes: tuple[str, ...] | None = Field(None, description="the extractor's classes; empty: the first half")
@@ -175,7 +181,7 @@ class FewShotBenchmark(Strict):
         "none", "traditional", "img2img", "txt2img", "genie", "genie-ada")
 
 
-class LongTailBenchmark(Strict):
+class LongTailBenchmarkConfig(Strict):
     """Fine-tuning on a long-tailed train split with confusion-driven hard negatives vs the baselines."""
 
     imbalance_ratio: float = Field(50, ge=1)
@@ -185,36 +191,36 @@ class LongTailBenchmark(Strict):
         "real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter")
 
 
-class Benchmark(Strict):
-    few_shot: FewShotBenchmark = FewShotBenchmark()
-    long_tail: LongTailBenchmark = LongTailBenchmark()
+class BenchmarkConfig(Strict):
+    few_shot: FewShotBenchmarkConfig = FewShotBenchmarkConfig()
+    long_tail: LongTailBenchmarkConfig = LongTailBenchmarkConfig()
     filter_threshold: float = Field(0.5, ge=0, lt=1, description="label-consistency filter: keep an edit when the "
                                     "real-data judge gives its target at least this probability")
     shard_size: int = Field(256, ge=1, description="edits per cached generation task")
 
 
-class Schedule(Strict):
+class ScheduleConfig(Strict):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
 
 
-class Paths(Strict):
+class PathsConfig(Strict):
     artifacts: Path = Path("artifacts")
 
 
 class Settings(Strict):
-    dataset: Dataset = Dataset()
-    classifier: Classifier = Classifier()
-    evaluate: Evaluate = Evaluate()
-    generator: Generator = Generator()
-    genie: Genie = Genie()
-    select: Select = Select()
-    runner: Runner = Runner()
-    finetune: Finetune = Finetune()
-    promote: Promote = Promote()
-    schedule: Schedule = Schedule()
-    benchmark: Benchmark = Benchmark()
-    paths: Paths = Paths()
+    dataset: DatasetConfig = DatasetConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    genie: GenieConfig = GenieConfig()
+    select: SelectConfig = SelectConfig()
+    runner: RunnerConfig = RunnerConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    promote: PromoteConfig = PromoteConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    paths: PathsConfig = PathsConfig()
 
     @model_validator(mode="after")
     def _soft_labels_without_mixing(self) -> Settings:

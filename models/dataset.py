@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from models.config import Dataset as DatasetConfig
+from models.config import DatasetConfig
 
 
 class DatasetError(ValueError):

@@ -78,7 +78,7 @@ class Engine:
         self.steps, self.guidance = steps, guidance
         self.size = self.img2img.unet.config.sample_size * self.img2img.vae_scale_factor
 
-    def _generators(self, seeds: list[int]) -> list[torch.Generator]:
+    def _noise(self, seeds: list[int]) -> list[torch.Generator]:
         # one generator per edit: an edit's noise does not depend on what else is in its batch
         return [torch.Generator(self.device).manual_seed(int(s)) for s in seeds]
 
@@ -96,7 +96,7 @@ class Engine:
         images = [s.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC) for s in sources]
         output = self.img2img(
             prompt=prompts, image=images, strength=ratio, num_inference_steps=self.steps,
-            guidance_scale=self.guidance, negative_prompt=[""] * len(prompts), generator=self._generators(seeds),
+            guidance_scale=self.guidance, negative_prompt=[""] * len(prompts), generator=self._noise(seeds),
         )
         return Result(self._kept(output), len(sources) * self._passes(int(self.steps * ratio)))
 
@@ -104,7 +104,7 @@ class Engine:
         """Pure text-to-image from noise (the Txt2Img baseline)."""
         output = self.txt2img(
             prompt=prompts, num_inference_steps=self.steps, guidance_scale=self.guidance,
-            negative_prompt=[""] * len(prompts), generator=self._generators(seeds), height=self.size, width=self.size,
+            negative_prompt=[""] * len(prompts), generator=self._noise(seeds), height=self.size, width=self.size,
         )
         return Result(self._kept(output), len(prompts) * self._passes(self.steps))
 

@@ -51,3 +51,4 @@ def select_sources(confusion: pd.DataFrame, manifest: pd.DataFrame, root: Path, 
                                  "confusion": float(confusion.at[target, c] + confusion.at[c, target])})
                     picked += 1
     return pd.DataFrame(rows, columns=["target", "source_class", "source", "confusion"])
+

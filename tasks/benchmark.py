@@ -7,12 +7,12 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from models.benchmarks.consistency import judge
+from models.benchmarks.episodes import Episode, FeatureBank, Variant, run_episodes
 from models.classifier import Embedder, classify
-from models.config import Classifier as ClassifierConfig
-from models.consistency import judge
+from models.config import ClassifierConfig
 from models.dataset import read_manifest
-from models.fewshot import Episode, FeatureBank, Variant, run_episodes
-from models.generation import Edit
+from models.editing import Edit
 from tasks.caching import Outputs, cached_task
 
 

@@ -1,6 +1,7 @@
 """Content-keyed caching: Prefect cache keys from digests, config and code, never from big objects."""
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -14,7 +15,8 @@ from tqdm.auto import tqdm
 
 from models.digests import file_digest
 
-PACKAGES = ("models", "tasks")  # the code whose change invalidates cached results
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("flows", "models", "tasks")  # the project's own code
 
 
 def _plain(value: Any) -> Any:
@@ -33,23 +35,55 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    root = Path(__file__).resolve().parent.parent
+def _module_file(name: str) -> Path | None:
+    path = ROOT.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _project_imports(path: Path) -> set[str]:
+    """Project modules a file imports, at any depth of its code (lazy imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from package import name` may name a submodule
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] in PACKAGES and _module_file(name)}
+
+
+@lru_cache(maxsize=None)
+def module_closure(module: str) -> tuple[str, ...]:
+    """The project files a module runs: itself and its project imports, followed transitively."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += _project_imports(_module_file(name))
+    return tuple(sorted(_module_file(name).relative_to(ROOT).as_posix() for name in seen))
+
+
+@lru_cache(maxsize=None)
+def code_digest(module: str) -> str:
+    """Digest of the code a module runs: a step's cache survives edits to code it does not use."""
     sha = hashlib.sha256()
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            sha.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    for relative in module_closure(module):
+        sha.update(relative.encode() + b"\0" + (ROOT / relative).read_bytes())
     return sha.hexdigest()
 
 
-def content_key(context, parameters: dict[str, Any]) -> str:
-    return f"{context.task.name}-{digest(parameters, code_digest())}"
+def cache_key(context, parameters: dict[str, Any]) -> str:
+    return f"{context.task.name}-{digest(parameters, code_digest(context.task.fn.__module__))}"
 
 
 def cached_task(fn=None, **options):
-    """A Prefect task whose cache key is its (small) inputs plus the project code."""
-    options = {"cache_key_fn": content_key, "persist_result": True, **options}
+    """A Prefect task whose cache key is its (small) inputs plus the code its module runs."""
+    options = {"cache_key_fn": cache_key, "persist_result": True, **options}
     return task(fn, **options) if fn else lambda f: task(f, **options)
 
 
@@ -74,8 +108,8 @@ class Outputs:
         return all(Path(p).is_file() and file_digest(p) == self.digests[r] for r, p in self.files.items())
 
 
-def run_verified(step, steps: dict[str, str], label: str | None = None, **parameters) -> Outputs:
-    """Run a cached step and note in `steps[label]` whether it ran or came from the cache.
+def run_verified(step, step_log: dict[str, str], label: str | None = None, **parameters) -> Outputs:
+    """Run a cached step and note in `step_log[label]` whether it ran or came from the cache.
 
     A cache hit whose files were since deleted or overwritten is run again.
     """
@@ -84,16 +118,20 @@ def run_verified(step, steps: dict[str, str], label: str | None = None, **parame
     if not outputs.intact():
         state = step.with_options(refresh_cache=True)(**parameters, return_state=True)
         outputs = state.result()
-    steps[label or step.name] = "cached" if state.name == "Cached" else "ran"
+    step_log[label or step.name] = "cached" if state.name == "Cached" else "ran"
     return outputs
 
 
-def run_verified_all(step, steps: dict[str, str], labels: list[str], calls: list[dict[str, Any]],
+def run_verified_all(step, step_log: dict[str, str], labels: list[str], calls: list[dict[str, Any]],
                      parallel: bool = False) -> list[Outputs]:
     """run_verified over many calls; `parallel` submits them all to the flow's task runner (e.g. Dask)."""
-    if not parallel:
-        bar = tqdm(zip(labels, calls), total=len(calls), desc=step.name, unit="task", disable=len(calls) < 2)
-        return [run_verified(step, steps, label, **params) for label, params in bar]
+    if not parallel:  # a bar for many calls; TQDM_DISABLE switches it off (an explicit disable would not)
+        with tqdm(total=len(calls), desc=step.name, unit="task", **({"disable": True} if len(calls) < 2 else {})) as bar:
+            results = []
+            for label, params in zip(labels, calls):
+                results.append(run_verified(step, step_log, label, **params))
+                bar.update()
+            return results
     futures = [step.submit(**params) for params in calls]
     results = [future.result() for future in futures]
     for i, (future, outputs) in enumerate(zip(futures, results)):
@@ -101,5 +139,5 @@ def run_verified_all(step, steps: dict[str, str], labels: list[str], calls: list
         if not outputs.intact():
             future = step.with_options(refresh_cache=True).submit(**calls[i])
             results[i], state = future.result(), future.state
-        steps[labels[i]] = "cached" if state.name == "Cached" else "ran"
+        step_log[labels[i]] = "cached" if state.name == "Cached" else "ran"
     return results

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger, task
 
-from models.config import Dataset as DatasetConfig
+from models.config import DatasetConfig
 from models.dataset import export_digits, scan_imagefolder, split_images
 from tasks.caching import Outputs, cached_task
 from tasks.versioning import track_dataset

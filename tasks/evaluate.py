@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from torch.utils.data import DataLoader
 
 from models.classifier import Images, load_checkpoint, predict_proba, transforms
-from models.config import Evaluate as EvaluateConfig
+from models.config import EvaluateConfig
 from models.dataset import class_counts, read_manifest, subset
 from models.evaluation import class_groups, evaluate_predictions, plot_confusion, soft_confusion
 from tasks.caching import Outputs, cached_task

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger
 
-from models.config import Select as SelectConfig
+from models.config import SelectConfig
 from models.dataset import class_counts, read_manifest
 from models.evaluation import class_groups
 from models.selection import choose_targets, select_sources

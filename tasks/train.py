@@ -8,8 +8,7 @@ import pandas as pd
 from prefect import get_run_logger
 
 from models.classifier import save_checkpoint, train
-from models.config import Classifier as ClassifierConfig
-from models.config import Finetune as FinetuneConfig
+from models.config import ClassifierConfig, FinetuneConfig
 from models.dataset import read_manifest, subset
 from tasks.caching import Outputs, cached_task
 

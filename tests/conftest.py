@@ -22,15 +22,6 @@ os.environ.update(
 import pytest  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
-def prefect_server():
-    """One temporary Prefect API for the whole session (each start costs seconds)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """A migrated MLflow SQLite DB, copied per test (migrating a fresh one costs seconds)."""

@@ -51,7 +51,7 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     assert run.data.tags["benchmark"] == "few-shot" and "few_shot.1shot.genie-ada" in run.data.metrics
 
     again = invoke("benchmark", "few-shot")  # the generated images come from the content-key cache
-    shards = {k: v for k, v in json.loads((out / "results.json").read_text())["steps"].items() if "shard" in k}
+    shards = {k: v for k, v in json.loads((out / "results.json").read_text())["step_log"].items() if "shard" in k}
     assert again.exit_code == 0 and shards and set(shards.values()) == {"cached"}
     assert pd.read_csv(out / "table.csv").equals(table)
 

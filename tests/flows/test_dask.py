@@ -21,6 +21,6 @@ def test_dask_shards_match_the_default_runner(project: Path):
                                            "runner": {"kind": "dask", "dask_workers": 2}})
     genie_run(default, until="generate")
     second = with_runner(genie_run, dask)(dask, until="generate")
-    assert second["steps"]["generate-shard-3"] == "ran" and second["generated"]["generated"] == 20
+    assert second["step_log"]["generate-shard-3"] == "ran" and second["generated"]["generated"] == 20
     made = images(project / "dask" / "digits" / "generated")
     assert len(made) == 20 and made == images(project / "default" / "digits" / "generated")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from flows.pipeline import STAGES, genie_run
-from models.config import load_settings
+from flows.pipeline import STAGE_PARAMS, STAGE_TASKS, STAGES, genie_run
+from models.config import Settings, load_settings
+from tasks.caching import module_closure
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["classifier.epochs=2", "finetune.epochs=1", "generator.steps=4", "generator.embedded.vae_steps=4",
@@ -42,3 +43,17 @@ def test_genie_run_and_dvc_repro_agree(project: Path):
     dvc("repro", "--force", "--single-item", "finetune")
     assert model.read_bytes() == before
     assert "Data and pipelines are up to date" in dvc("status")
+
+
+def test_each_stage_lists_the_code_it_runs_and_the_params_it_reads():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(STAGES)
+    sections = set(Settings.model_fields)
+    for name, stage in stages.items():
+        code = {path for module in STAGE_TASKS[name] for path in module_closure(module)}
+        assert {d for d in stage["deps"] if d.endswith(".py")} == code, name
+        assert all((REPO / path).is_file() for path in code)
+        assert tuple(stage["params"]) == STAGE_PARAMS[name] and {p.split(".")[0] for p in stage["params"]} <= sections
+    # the generator's code does not reach the classifier's, nor the other way round
+    assert "models/classifier.py" not in module_closure("tasks.generator")
+    assert "models/embedded_ldm.py" not in module_closure("tasks.train")

@@ -21,9 +21,9 @@ NAME = "digits-classifier"
 def test_nightly_run_promotes_with_reasons_then_hits_the_cache(project: Path):
     settings = Settings.model_validate(TINY)
     first = genie_run(settings)
-    assert set(first["steps"].values()) == {"ran"}
+    assert set(first["step_log"].values()) == {"ran"}
     assert first["generated"]["generated"] == 20 and len(first["targets"]) == 10
-    assert sum(k.startswith("generate-shard-") for k in first["steps"]) == 3  # 20 edits in shards of 8
+    assert sum(k.startswith("generate-shard-") for k in first["step_log"]) == 3  # 20 edits in shards of 8
 
     md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
     generated = yaml.safe_load((project / "artifacts/digits/generated.dvc").read_text())["outs"][0]
@@ -49,14 +49,14 @@ def test_nightly_run_promotes_with_reasons_then_hits_the_cache(project: Path):
     assert {"data/bad_files.csv", "selection/selection.csv", "selection/soft_confusion.csv"} <= logged
 
     second = genie_run(settings)
-    assert set(second["steps"].values()) == {"cached"}, [k for k, v in second["steps"].items() if v == "ran"]
+    assert set(second["step_log"].values()) == {"cached"}, [k for k, v in second["step_log"].items() if v == "ran"]
     assert (second["challenger_version"], second["generated"]["generated"]) == (first["challenger_version"], 0)
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
 
     # a cache hit whose checkpoint is gone trains again
     (project / "artifacts/digits/baseline/model.pt").unlink()
     third = genie_run(settings, until="baseline")
-    assert third["steps"]["train-classifier"] == "ran" and "select-sources" not in third["steps"]
+    assert third["step_log"]["train-classifier"] == "ran" and "select-sources" not in third["step_log"]
 
 
 def test_promote_rollback_and_lineage_by_hand(project: Path):
@@ -82,6 +82,6 @@ def test_promote_rollback_and_lineage_by_hand(project: Path):
 def test_changed_config_reruns_only_what_depends_on_it(project: Path):
     genie_run(Settings.model_validate(TINY))
     changed = genie_run(Settings.model_validate(TINY | {"finetune": {"epochs": 1, "soft_label": 0.3}}))
-    ran = {k for k, v in changed["steps"].items() if v == "ran"}
+    ran = {k for k, v in changed["step_log"].items() if v == "ran"}
     assert {"finetune-classifier", "evaluate-challenger"} <= ran <= {"finetune-classifier", "evaluate-challenger",
                                                                      "evaluate-champion"}

@@ -3,8 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from models.classifier import Images, build_model, load_checkpoint, predict, save_checkpoint, train, transforms
-from models.config import Classifier as ClassifierConfig
-from models.config import Dataset as DatasetConfig
+from models.config import ClassifierConfig, DatasetConfig
 from models.dataset import scan_imagefolder, split_images, subset
 from models.evaluation import class_groups, evaluate_predictions, plot_confusion
 

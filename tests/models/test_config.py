@@ -1,6 +1,6 @@
 import pytest
 
-from models.config import ConfigError, Settings, load_settings
+from models.config import ConfigError, GenieConfig, Settings, default_ratio, load_settings
 
 
 def test_defaults_and_params_yaml_are_valid(tmp_path):
@@ -49,3 +49,8 @@ def test_bad_file_is_named(tmp_path):
 def test_soft_labels_refuse_mixup(tmp_path):
     with pytest.raises(ConfigError, match="finetune.soft_label cannot be combined"):
         load_settings(tmp_path / "absent.yaml", ["finetune.soft_label=0.3", "classifier.augment.mixup=0.2"])
+
+
+def test_one_default_ratio_per_method():
+    genie = GenieConfig(noise_ratio=0.6, img2img_ratios=(0.4, 0.7))
+    assert [default_ratio(m, genie) for m in ("genie", "img2img", "genie-ada", "txt2img")] == [0.6, 0.4, None, None]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.config import Dataset as DatasetConfig
+from models.config import DatasetConfig
 from models.dataset import DatasetError, export_digits, load_rgb, scan_imagefolder, split_images
 
 

@@ -1,4 +1,4 @@
-"""The pipeline's steps, shared by every flow (and so by the CLI and dvc.yaml): each one
+"""The pipeline's stages, shared by every flow (and so by the CLI and dvc.yaml): each one
 calls a cached task and records whether it ran or came from the cache."""
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger
 
-from models.config import Generator, Settings
+from models.config import GeneratorConfig, Settings, default_ratio
+from models.editing import Edit, edits_from_selection
 from models.engine import model_identity
-from models.generation import Edit
 from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
+from tasks.editing import generate_shard
 from tasks.evaluate import evaluate_classifier
-from tasks.generator import generate_shard, train_generator_model
+from tasks.generator import train_generator_model
 from tasks.selection import select_hard_negatives
 from tasks.tracking import record_run
 from tasks.train import train_classifier
 
-Steps = dict[str, str]
+StepLog = dict[str, str]
 
 
 def only(settings: Settings, *sections: str) -> Settings:
@@ -26,35 +27,35 @@ def only(settings: Settings, *sections: str) -> Settings:
     return Settings(**{section: getattr(settings, section) for section in sections})
 
 
-def prepare(settings: Settings, steps: Steps) -> tuple[DataVersion, Outputs]:
+def prepare(settings: Settings, step_log: StepLog) -> tuple[DataVersion, Outputs]:
     data = version_data(settings.dataset)
-    split = run_verified(split_data, steps, cfg=settings.dataset, dataset_md5=data.md5,
+    split = run_verified(split_data, step_log, cfg=settings.dataset, dataset_md5=data.md5,
                          out_dir=settings.workdir / "split")
     return data, split
 
 
-def train_baseline(settings: Settings, data: DataVersion, split: Outputs, steps: Steps) -> Outputs:
-    return run_verified(train_classifier, steps, cfg=settings.classifier, dataset_root=settings.dataset.path,
+def train_baseline(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> Outputs:
+    return run_verified(train_classifier, step_log, cfg=settings.classifier, dataset_root=settings.dataset.path,
                         dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
                         out_dir=settings.workdir / "baseline")
 
 
-def evaluate(settings: Settings, model: Outputs, split: Outputs, steps: Steps, label: str, out_dir: Path,
+def evaluate(settings: Settings, model: Outputs, split: Outputs, step_log: StepLog, label: str, out_dir: Path,
              on: str = "test") -> Outputs:
-    return run_verified(evaluate_classifier, steps, label, model=model, split=split,
+    return run_verified(evaluate_classifier, step_log, label, model=model, split=split,
                         dataset_root=settings.dataset.path, cfg=settings.evaluate, out_dir=out_dir, on=on)
 
 
-def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, steps: Steps) -> Outputs | None:
+def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> Outputs | None:
     """Train the embedded model unless a generator model is configured."""
     if settings.generator.model:
         return None
-    inputs = only(settings, "dataset", "paths").model_copy(update={"generator": Generator(
+    inputs = only(settings, "dataset", "paths").model_copy(update={"generator": GeneratorConfig(
         prompt=settings.generator.prompt, class_names=settings.generator.class_names,
         embedded=settings.generator.embedded)})
-    model = run_verified(train_generator_model, steps, settings=inputs, dataset_md5=data.md5, split=split,
+    model = run_verified(train_generator_model, step_log, settings=inputs, dataset_md5=data.md5, split=split,
                          out_dir=Path(settings.generator_model))
-    if steps["train-generator"] == "ran":
+    if step_log["train-generator"] == "ran":
         card = model.info
         record_run(
             settings, data, "train-generator",
@@ -66,22 +67,21 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     return model
 
 
-def select(settings: Settings, confusion: Outputs, split: Outputs, steps: Steps) -> Outputs:
-    return run_verified(select_hard_negatives, steps, cfg=settings.select, many_shot=settings.evaluate.many_shot,
+def select(settings: Settings, confusion: Outputs, split: Outputs, step_log: StepLog) -> Outputs:
+    return run_verified(select_hard_negatives, step_log, cfg=settings.select, many_shot=settings.evaluate.many_shot,
                         few_shot=settings.evaluate.few_shot, confusion=confusion, split=split,
                         dataset_root=settings.dataset.path, out_dir=settings.workdir / "selection")
 
 
-def selection_edits(settings: Settings, selection: Outputs) -> list[Edit]:
+def selection_edits(settings: Settings, selection: Outputs, method: str | None = None) -> list[Edit]:
+    """The selection's edits by `method` (default: select.method) at its default ratio."""
+    method = method or settings.select.method
     rows = pd.read_csv(selection["selection"], dtype=str)
-    method = settings.select.method
-    ratio = {"genie": settings.genie.noise_ratio, "img2img": settings.genie.img2img_ratios[0]}.get(method)
-    return [Edit.make(row.source, row.source_class, row.target, method, ratio, settings.generator.seed)
-            for row in rows.itertuples(index=False)]
+    return edits_from_selection(rows, method, default_ratio(method, settings.genie), settings.generator.seed)
 
 
 def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits: list[Edit], out_dir: Path,
-                   steps: Steps, prefix: str = "generate", classifier: Outputs | None = None,
+                   step_log: StepLog, prefix: str = "generate", classifier: Outputs | None = None,
                    shard_size: int | None = None) -> tuple[dict[Edit, str], dict]:
     """Edits in shards, each a cached task; on Dask they run in parallel on the workers.
 
@@ -94,11 +94,11 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
                   model_identity=model_identity(settings.generator_model), dataset_md5=data.md5, split=split,
                   classifier=classifier, out_dir=out_dir)
     labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]
-    results = run_verified_all(generate_shard, steps, labels, [dict(edits=shard, **common) for shard in shards],
+    results = run_verified_all(generate_shard, step_log, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")
     made = {edit: result.files[key] for shard, result in zip(shards, results)
             for edit, key in zip(shard, result.info["keys"]) if key}
-    fresh = [r for label, r in zip(labels, results) if steps[label] == "ran"]  # cached shards made nothing now
+    fresh = [r for label, r in zip(labels, results) if step_log[label] == "ran"]  # cached shards made nothing now
     totals = {"requested": len(edits), "generated": sum(r.info["generated"] for r in fresh),
               "dropped": sum(r.info["dropped"] for r in fresh)}
     totals["existing"] = totals["requested"] - totals["generated"] - totals["dropped"]
@@ -108,10 +108,10 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
 
 
 def generate_selection(settings: Settings, data: DataVersion, split: Outputs, selection: Outputs,
-                       classifier: Outputs, steps: Steps) -> tuple[list[tuple[str, str, str]], dict]:
+                       classifier: Outputs, step_log: StepLog) -> tuple[list[tuple[str, str, str]], dict]:
     """The nightly selection's hard negatives: (image path, label, source class) of every kept edit."""
     method = settings.select.method
     made, totals = generate_edits(settings, data, split, selection_edits(settings, selection),
-                                  settings.workdir / "generated" / method, steps,
+                                  settings.workdir / "generated" / method, step_log,
                                   classifier=classifier if method == "genie-ada" else None)
     return [(path, edit.label, edit.source_class) for edit, path in made.items()], totals

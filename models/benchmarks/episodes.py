@@ -1,5 +1,5 @@
 """The few-shot protocol: N-way K-shot episodes on novel classes, each method's extra images for
-an episode, logistic regression on frozen L2-normalised features, mean and 95% interval."""
+an episode, logistic regression on frozen L2-normalised features, scores per episode."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from models.dataset import load_rgb
+from models.editing import Edit, edit_seed, replicas
 from models.engine import choose_ratio
-from models.generation import Edit, edit_seed, replicas
 
 
 @dataclass(frozen=True)
@@ -92,12 +92,6 @@ def fit_and_score(support: np.ndarray, support_labels: list[str], queries: np.nd
     model = LogisticRegression(C=1.0, solver="lbfgs", max_iter=1000)
     model.fit(normalise(support), support_labels)
     return float((model.predict(normalise(queries)) == np.asarray(query_labels)).mean())
-
-
-def mean_ci(values) -> tuple[float, float]:
-    """Mean and half-width of the 95% interval, 1.96 * std / sqrt(n)."""
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
 
 
 class FeatureBank:

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from models.consistency import consistency_table, consistent, judge
-from models.fewshot import Variant, episode_edits, fit_and_score, mean_ci, sample_episodes, variants
+from models.benchmarks.consistency import consistency_table, consistent, judge
+from models.benchmarks.episodes import Variant, episode_edits, fit_and_score, sample_episodes, variants
+from models.benchmarks.results import mean_ci
 
 POOL = {c: [f"{c}/{i}.png" for i in range(10)] for c in "56789"}
 

@@ -58,6 +58,40 @@ def replicas(sources: list[str], label: str, n: int, method: str, ratio: float |
             for j in range(n)]
 
 
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """(source image, target class) pairs from a CSV with columns source,target."""
+    import csv
+
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as err:
+        raise ValueError(f"--pairs {path}: {err.strerror}") from None
+    if not rows or not {"source", "target"} <= set(rows[0]):
+        raise ValueError(f"--pairs {path}: needs a header with columns source,target and at least one row")
+    return [(row["source"], row["target"]) for row in rows]
+
+
+def pair_edits(pairs: list[tuple[str, str]], classes: list[str], method: str, ratio: float | None,
+               seed: int) -> list[Edit]:
+    """Explicit (source image, target class) pairs as edits; the source's class is its folder's name."""
+    edits = []
+    for source, target in pairs:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"source image {source} not found")
+        if target not in classes:
+            raise ValueError(f"unknown class {target!r} (classes: {', '.join(classes)})")
+        edits.append(Edit.make(path.as_posix(), path.parent.name, target, method, ratio, seed))
+    return edits
+
+
+def edits_from_selection(selection: pd.DataFrame, method: str, ratio: float | None, seed: int) -> list[Edit]:
+    """The edits a selection asks for: each (source, target) row by `method` at `ratio`."""
+    return [Edit.make(row.source, row.source_class, row.target, method, ratio, seed)
+            for row in selection.itertuples(index=False)]
+
+
 def edit_seed(base: int, source: str, target: str) -> int:
     return int(hashlib.sha256(f"{base}:{source}:{target}".encode()).hexdigest()[:8], 16)
 
@@ -86,7 +120,7 @@ def content_key(edit: Edit, source_digest: str, settings: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-class Generator:
+class EditRunner:
     """Runs edits through an Engine into one folder; keys already there are never made again."""
 
     def __init__(self, engine: Engine, out_dir: Path, prompt: Callable[[str], str], batch_size: int = 32,

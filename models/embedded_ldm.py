@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -20,11 +21,16 @@ from diffusers import (
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from models.config import EmbeddedGenerator
+from models.config import EmbeddedLdmConfig
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 32
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+
+
+def prompt_words(prompts: list[str]) -> list[str]:
+    """Words as CLIP's pre-tokenizer splits them (letters / digits apart from punctuation)."""
+    return sorted({w for p in prompts for w in re.findall(r"[^\W_]+|[^\s\w]+|_", p.lower())})
 
 
 def write_tokenizer(folder: Path, words: list[str]) -> CLIPTokenizer:
@@ -77,9 +83,9 @@ def build(tokenizer: CLIPTokenizer, image_size: int = 32) -> tuple[AutoencoderKL
     return vae, unet, text_encoder
 
 
-def _batches(images: torch.Tensor, labels: torch.Tensor, size: int, generator: torch.Generator):
+def _batches(images: torch.Tensor, labels: torch.Tensor, size: int, rng: torch.Generator):
     while True:
-        order = torch.randperm(len(images), generator=generator)
+        order = torch.randperm(len(images), generator=rng)
         for i in range(0, len(order) - size + 1, size):
             yield images[order[i : i + size]], labels[order[i : i + size]]
 
@@ -90,24 +96,24 @@ def _schedule(optimizer, steps: int, warmup: int = 100):
     )
 
 
-def train_generator(
+def train_ldm(
     images: torch.Tensor, labels: torch.Tensor, prompts: list[str], tokenizer: CLIPTokenizer,
-    recipe: EmbeddedGenerator, progress: bool = True,
+    recipe: EmbeddedLdmConfig, progress: bool = True,
 ) -> tuple[StableDiffusionPipeline, dict]:
     """images: N x 3 x H x W in [0, 1]; labels index `prompts`. VAE first, then UNet + text encoder."""
     torch.manual_seed(recipe.seed)
-    generator = torch.Generator().manual_seed(recipe.seed)
+    rng = torch.Generator().manual_seed(recipe.seed)
     vae, unet, text_encoder = build(tokenizer, images.shape[-1])
     x = images * 2 - 1
     start = time.monotonic()
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
-    batches = _batches(x, labels, min(32, len(x)), generator)
-    bar = tqdm(range(recipe.vae_steps), desc="generator: VAE", disable=not progress)
+    batches = _batches(x, labels, min(32, len(x)), rng)
+    bar = tqdm(range(recipe.vae_steps), desc="embedded LDM: VAE", disable=not progress)
     for _ in bar:
         batch, _ = next(batches)
         posterior = vae.encode(batch).latent_dist
-        recon = vae.decode(posterior.sample(generator)).sample
+        recon = vae.decode(posterior.sample(rng)).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()
         loss = F.mse_loss(recon, batch) + 1e-4 * kl
         optimizer.zero_grad(set_to_none=True)
@@ -128,14 +134,14 @@ def train_generator(
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-2)
     lr_schedule = _schedule(optimizer, recipe.unet_steps)
-    batches = _batches(latents, labels, min(recipe.batch_size, len(latents)), generator)
+    batches = _batches(latents, labels, min(recipe.batch_size, len(latents)), rng)
     losses = []
-    bar = tqdm(range(recipe.unet_steps), desc="generator: UNet", disable=not progress)
+    bar = tqdm(range(recipe.unet_steps), desc="embedded LDM: UNet", disable=not progress)
     for _ in bar:
         z0, y = next(batches)
-        y = torch.where(torch.rand(len(y), generator=generator) < recipe.empty_prompt, empty, y)
-        noise = torch.randn(z0.shape, generator=generator)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=generator)
+        y = torch.where(torch.rand(len(y), generator=rng) < recipe.empty_prompt, empty, y)
+        noise = torch.randn(z0.shape, generator=rng)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=rng)
         states = text_encoder(ids[y])[0]
         loss = F.mse_loss(unet(scheduler.add_noise(z0, noise, t), t, states).sample, noise)
         optimizer.zero_grad(set_to_none=True)
@@ -161,7 +167,7 @@ def train_generator(
     return pipeline, stats
 
 
-def save(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokenizer_files: Path) -> None:
+def save_ldm(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokenizer_files: Path) -> None:
     """A standard diffusers pipeline folder, written beside and renamed (no half-written model)."""
     tmp = folder.with_name(folder.name + ".partial")
     pipeline.save_pretrained(tmp, safe_serialization=True)

@@ -19,7 +19,9 @@ def judge(probabilities: np.ndarray, classes: list[str], labels: list[str], sour
 
 
 def consistency_table(judged: pd.DataFrame, by: str = "variant") -> pd.DataFrame:
-    """Share of each outcome per group, plus the image count."""
+    """Share of each outcome per group, plus the image count (empty when nothing was judged)."""
+    if judged.empty:
+        return pd.DataFrame()
     shares = pd.crosstab(judged[by], judged["outcome"], normalize="index").reindex(columns=OUTCOMES, fill_value=0.0)
     return shares.assign(images=judged.groupby(by).size()).reset_index()
 

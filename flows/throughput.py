@@ -1,0 +1,50 @@
+"""`genie benchmark generate`: throughput figures for the engine (a benchmark, not a test)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow
+
+from flows.stages import StepLog, ensure_generator, prepare, train_baseline
+from models.architectures import sd15_pipeline
+from models.benchmarks.throughput import bench_methods, bench_reference
+from models.config import Settings, default_ratio
+from models.dataset import read_manifest
+from models.embedded_ldm import prompt_words
+from models.engine import Engine
+from tasks.editing import ada_features, make_engine
+from tasks.tracking import configure
+
+
+@flow(name="genie-benchmark-generate")
+def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolution: int = 512, images: int = 64,
+                             reference: bool = True) -> list[dict]:
+    """Each method on the same train images (target: the next class); with `reference`, batch-1 GeNIe too."""
+    configure()
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
+    classes = split.info["classes"]
+    train = read_manifest(split["manifest"]).query("split == 'train'").head(images)
+    sources = [Path(settings.dataset.path) / p for p in train["path"]]
+    targets = [classes[(classes.index(label) + 1) % len(classes)] for label in train["label"]]
+    g = settings.generator
+    with tempfile.TemporaryDirectory() as folder:
+        if arch == "embedded":
+            ensure_generator(settings, data, split, step_log)
+            classifier = train_baseline(settings, data, split, step_log)
+            engine = make_engine(settings)
+            embed, means = ada_features(settings, split, classifier)
+            rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, embed, means, g.batch_size)
+        else:
+            words = prompt_words([settings.prompt(c) for c in classes])
+            sd15_pipeline("full" if arch == "sd15" else "tiny", resolution, words, Path(folder) / "tok").save_pretrained(
+                Path(folder) / "model")
+            engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance)
+            rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, batch_size=g.batch_size,
+                                 methods=("genie", "img2img", "txt2img"))
+        if reference:
+            rows.append(bench_reference(engine, sources, targets, settings.prompt,
+                                        default_ratio("genie", settings.genie)))
+    device = f"{engine.device.type} {str(engine.dtype).removeprefix('torch.')}"
+    return [row | {"device": device} for row in rows]

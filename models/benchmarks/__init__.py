@@ -1,0 +1,1 @@
+"""Benchmarks as plain functions: episodes, analyses, statistics, tables and the report page."""

@@ -1,0 +1,205 @@
+"""The benchmarks' results as one self-contained HTML page: tables, plots and images gathered here,
+laid out by templates/report.html.j2 with autoescaping (class names and paths are data, not markup)."""
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from models.benchmarks.few_shot import paired, verdict
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def image_uri(path: str | Path) -> str:
+    """An image file embedded in the page (no link to the file system)."""
+    return data_uri(Path(path).read_bytes())
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
+def figure_uri(fig) -> str:
+    """A matplotlib figure as an embedded PNG; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    pyplot().close(fig)
+    return data_uri(buffer.getvalue())
+
+
+def cell(value) -> str:
+    if isinstance(value, float):
+        return "-" if np.isnan(value) else f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def table(frame: pd.DataFrame | None) -> dict | None:
+    """A DataFrame as header and rows of text, for the template's table macro."""
+    if frame is None or frame.empty:
+        return None
+    return {"columns": [str(c) for c in frame.columns], "rows": [[cell(v) for v in row] for row in frame.itertuples(index=False)]}
+
+
+def mean_pm(mean: float, spread: float, scale: float = 100, digits: int = 1) -> str:
+    """'75.5 ± 0.8' (percent by default)."""
+    if pd.isna(mean):
+        return "-"
+    return f"{mean * scale:.{digits}f} ± {spread * scale:.{digits}f}"
+
+
+def few_shot_context(r: dict) -> dict:
+    facts, scores = r["facts"], r["table"]
+    order = facts["variants"]
+    wide = scores.assign(cell=[mean_pm(m, c) for m, c in zip(scores["mean"], scores["ci95"])]).pivot(
+        index="variant", columns="shots", values="cell").reindex(order)
+    wide.columns = [f"{k}-shot (% ± 95% CI)" for k in wide.columns]
+    extra = scores.pivot(index="variant", columns="shots", values="extra_images_per_episode").reindex(order)
+    wide["extra images / episode"] = [" / ".join(f"{v:.0f}" for v in row) for row in extra.values]
+    verdicts = []
+    for shots in facts["shots"]:
+        genie_rows = scores[(scores["shots"] == shots) & scores["variant"].str.startswith("genie r=")]
+        best = genie_rows.loc[genie_rows["mean"].idxmax(), "variant"] if len(genie_rows) else None
+        pairs = [("genie-ada", "txt2img"), (best, "txt2img"), ("genie-ada", "none"), ("genie-ada", "traditional"),
+                 ("genie-ada", best), (best, "img2img r=0.7")]
+        said = []
+        for a, b in pairs:
+            diff = paired(r["episodes"], shots, a, b) if a and b else None
+            if diff is not None:
+                said.append({"a": a, "b": b, "word": verdict(diff), "mean": diff[0] * 100, "ci": diff[1] * 100})
+        verdicts.append({"shots": shots, "said": said})
+    return {
+        "facts": facts, "accuracy": table(wide.reset_index()), "verdicts": verdicts, "r_plot": r_plot(scores, facts),
+        "consistency": consistency(r.get("consistency")), "ada": ada_context(r.get("ada_choices"), facts["ada_ratios"]),
+        "grids": grids_context(facts.get("grids", [])), "failures": [
+            f | {"source_uri": image_uri(f["source"]), "image_uri": image_uri(f["image"])}
+            for f in facts.get("failures", [])],
+    }
+
+
+def r_plot(scores: pd.DataFrame, facts: dict) -> str:
+    fig, axes = pyplot().subplots(1, len(facts["shots"]), figsize=(5.5 * len(facts["shots"]), 3.8), squeeze=False)
+    for ax, shots in zip(axes[0], facts["shots"]):
+        rows = scores[scores["shots"] == shots].set_index("variant")
+        sweep = rows[rows.index.str.startswith("genie r=")]
+        ratios = [float(v.split("=")[1]) for v in sweep.index]
+        ax.errorbar(ratios, sweep["mean"] * 100, yerr=sweep["ci95"] * 100, marker="o", capsize=3, label="GeNIe at r")
+        images = rows[rows.index.str.startswith("img2img r=")]
+        ax.errorbar([float(v.split("=")[1]) for v in images.index], images["mean"] * 100, yerr=images["ci95"] * 100,
+                    marker="s", linestyle="none", capsize=3, label="Img2Img at r")
+        for name, style in (("none", ":"), ("traditional", "-."), ("txt2img", "--"), ("genie-ada", "-")):
+            if name in rows.index:
+                ax.axhline(rows.at[name, "mean"] * 100, linestyle=style, color="gray" if name != "genie-ada" else "C3",
+                           label=name)
+        ax.set_xlabel("noise ratio r")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{facts['ways']}-way {shots}-shot")
+        ax.legend(fontsize=7)
+    return figure_uri(fig)
+
+
+def consistency(frame: pd.DataFrame | None) -> dict | None:
+    if frame is None or frame.empty:
+        return None
+    shown = frame.copy()
+    for column in ("as label", "as source", "neither"):
+        shown[column] = (shown[column] * 100).map("{:.1f}%".format)
+    return table(shown)
+
+
+def ada_context(choices: pd.DataFrame | None, ratios: list[float]) -> dict | None:
+    if choices is None or choices.empty:
+        return None
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
+    counts = choices["ratio"].value_counts().reindex(ratios, fill_value=0)
+    left.bar([str(r) for r in ratios], counts.values)
+    left.set_xlabel("r*")
+    left.set_ylabel("choices")
+    left.set_title(f"r* over {len(choices)} choices")
+    means = choices.pivot_table(index="source_class", columns="target", values="ratio", aggfunc="mean")
+    shown = right.imshow(means.values, cmap="viridis", vmin=min(ratios), vmax=max(ratios))
+    right.set_xticks(range(len(means.columns)), means.columns)
+    right.set_yticks(range(len(means.index)), means.index)
+    right.set_xlabel("target class")
+    right.set_ylabel("source class")
+    right.set_title("mean r* per class pair")
+    for (i, j), value in np.ndenumerate(means.values):
+        if not np.isnan(value):
+            right.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
+    fig.colorbar(shown, ax=right)
+    spread = choices.groupby(["source_class", "target"])["ratio"].agg(["mean", "std", "count"]).reset_index()
+    return {"mean_ratio": choices["ratio"].mean(), "plot": figure_uri(fig),
+            "extremes": table(pd.concat([spread.nsmallest(3, "mean"), spread.nlargest(3, "mean")]).round(3))}
+
+
+def grids_context(grids: list[dict]) -> dict | None:
+    if not grids:
+        return None
+    return {"ratios": [r for r, _ in grids[0]["candidates"]], "rows": [
+        {"source_class": g["source_class"], "target": g["target"], "chosen": g["chosen"],
+         "source_uri": image_uri(g["source"]),
+         "cells": [{"ratio": r, "uri": image_uri(p), "chosen": r == g["chosen"]} for r, p in g["candidates"]]}
+        for g in grids]}
+
+
+def long_tail_context(r: dict) -> dict:
+    facts, scores = r["facts"], r["table"]
+    shown = pd.DataFrame({"variant": scores["variant"]})
+    for metric, name in (("accuracy", "overall"), ("accuracy.many", "many"), ("accuracy.medium", "medium"),
+                         ("accuracy.few", "few")):
+        shown[f"{name} (% ± std)"] = [mean_pm(m, s) for m, s in zip(scores[f"{metric}.mean"], scores[f"{metric}.std"])]
+    shown["generated images"] = scores["generated_images.mean"].round(0)
+    shown["seeds"] = scores["seeds"]
+    fig, ax = pyplot().subplots(figsize=(10, 3.8))
+    x = np.arange(len(scores))
+    for offset, (metric, label) in zip((-0.2, 0.2), (("accuracy", "overall"), ("accuracy.few", "few-shot classes"))):
+        ax.bar(x + offset, scores[f"{metric}.mean"] * 100, 0.4, yerr=scores[f"{metric}.std"] * 100, capsize=3,
+               label=label)
+    ax.set_xticks(x, scores["variant"], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    per_seed = r["per_seed"].pivot(index="seed", columns="variant", values="accuracy.few")
+    gaps = [{"a": a, "b": b, "mean": (per_seed[a] - per_seed[b]).mean() * 100,
+             "per_seed": ", ".join(f"{v * 100:+.1f}" for v in per_seed[a] - per_seed[b])}
+            for a in ("genie-ada", "genie r=0.8") for b in ("txt2img", "real") if a in per_seed and b in per_seed]
+    return {"facts": facts, "accuracy": table(shown), "gaps": gaps, "plot": figure_uri(fig),
+            "consistency": consistency(r.get("consistency"))}
+
+
+def cost_tables(few: dict | None, long: dict | None) -> list[dict]:
+    tables = []
+    for name, r in (("few-shot", few), ("long-tail", long)):
+        if r is None or r.get("cost") is None or r["cost"].empty:
+            continue
+        cost = r["cost"].groupby("variant", sort=False)[["images", "unet_evals_per_image", "seconds_per_image"]].mean()
+        reference = cost["unet_evals_per_image"].get("genie r=0.8")
+        if reference:
+            cost["UNet evals vs genie r=0.8"] = (cost["unet_evals_per_image"] / reference).map("{:.2f}x".format)
+        cost["seconds_per_image"] = cost["seconds_per_image"].map("{:.4f}".format)
+        tables.append({"name": name, "table": table(cost.reset_index().round(1))})
+    return tables
+
+
+def render_report(few: dict | None, long: dict | None) -> str:
+    """The page for the few-shot and / or long-tail results (as `results.load` reads them)."""
+    facts = (few or long)["facts"]
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template("report.html.j2").render(
+        title=f"GeNIe on {facts['dataset']}: does it beat the simpler alternatives?", facts=facts,
+        runs=[r["facts"] for r in (few, long) if r], few=few_shot_context(few) if few else None,
+        long=long_tail_context(long) if long else None, costs=cost_tables(few, long),
+    )

@@ -1,0 +1,106 @@
+"""Where a benchmark's results live and how they are written and read back; the shared statistics."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.config import Settings
+from models.editing import MANIFEST, Edit
+from models.engine import model_identity, pick_device
+
+RESULTS = "results.json"
+
+
+def benchmark_dir(settings: Settings) -> Path:
+    return settings.workdir / "benchmark"
+
+
+def slug(text: str) -> str:
+    """A variant label as an MLflow metric name / folder name: 'genie r=0.5' -> 'genie_r0.5'."""
+    return re.sub(r"[^\w.-]+", "_", text.replace("=", ""))
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and half-width of the 95% interval, 1.96 * std / sqrt(n)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+def protocol(settings: Settings, started: float, commit: str, **facts) -> dict:
+    """What a benchmark ran with: generator, sampler, prompt, seeds, code and machine."""
+    g = settings.generator
+    device, dtype = pick_device(g.device, g.dtype)
+    return {"dataset": settings.dataset.name, "generator": settings.generator_model,
+            "generator_digest": model_identity(settings.generator_model), "sampler_steps": g.steps,
+            "guidance": g.guidance, "prompt": g.prompt, "generation_seed": g.seed, "classifier": settings.classifier.model,
+            "ada_ratios": list(settings.genie.ada_ratios), "git_commit": commit,
+            "device": f"{device.type} {str(dtype).removeprefix('torch.')}",
+            "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(time.monotonic() - started, 1), **facts}
+
+
+def write_results(out: Path, tables: dict[str, pd.DataFrame], facts: dict) -> list[Path]:
+    """Each table as CSV, then results.json; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+        files.append(out / f"{name}.csv")
+    return [*files, save_facts(out, facts)]
+
+
+def save_facts(out: Path, facts: dict) -> Path:
+    """results.json: written before the MLflow run (as its artifact) and again with the run id."""
+    (out / RESULTS).write_text(json.dumps(facts, indent=2, default=str) + "\n")
+    return out / RESULTS
+
+
+def load(folder: Path) -> dict | None:
+    """A benchmark's results.json and its CSV tables, or None when it has not run."""
+    if not (folder / RESULTS).is_file():
+        return None
+    results = {"facts": json.loads((folder / RESULTS).read_text())}
+    for csv in folder.glob("*.csv"):
+        results[csv.stem] = pd.read_csv(csv, dtype={"source_class": str, "label": str, "target": str, "judged": str}) \
+            if csv.stat().st_size > 1 else pd.DataFrame()
+    return results
+
+
+def load_both(settings: Settings) -> tuple[dict | None, dict | None]:
+    """The few-shot and long-tail results; at least one must be there."""
+    folder = benchmark_dir(settings)
+    few, long = load(folder / "few-shot"), load(folder / "long-tail")
+    if few is None and long is None:
+        raise ValueError(f"no benchmark results under {folder}: run `genie benchmark few-shot` and/or "
+                         "`genie benchmark long-tail` first")
+    return few, long
+
+
+def cost_rows(made: dict[Edit, str], edits_of: dict[str, list[Edit]]) -> pd.DataFrame:
+    """UNet evaluations and seconds per kept image, per variant, from the edit folders' manifests."""
+    manifests = {}
+    rows = []
+    for label, edits in edits_of.items():
+        files = [Path(made[e]) for e in dict.fromkeys(edits) if e in made]
+        if not files:
+            continue
+        folder = files[0].parent
+        if folder not in manifests:
+            manifests[folder] = pd.read_csv(folder / MANIFEST).drop_duplicates("file").set_index("file")
+        kept = manifests[folder].reindex([f.name for f in files])
+        rows.append({"variant": label, "images": len(files), "unet_evals_per_image": kept["unet_evals"].mean(),
+                     "seconds_per_image": kept["seconds"].mean() if "seconds" in kept else np.nan})
+    return pd.DataFrame(rows)
+
+
+def image_rows(made: dict[Edit, str], variant: str, edits: list[Edit]) -> list[dict]:
+    """One row per distinct generated image of a variant: image, label, source class, source, ratio."""
+    return [{"variant": variant, "image": made[e], "label": e.label, "source_class": e.source_class,
+             "source": e.source, "ratio": e.ratio} for e in dict.fromkeys(edits) if e in made]
+
+
+IMAGE_COLUMNS = ["variant", "image", "label", "source_class", "source", "ratio"]

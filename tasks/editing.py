@@ -1,0 +1,73 @@
+"""Edit steps: hard negatives made in cached shards, one engine per process, Ada's class means."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from models.classifier import Embedder
+from models.config import Settings
+from models.dataset import load_rgb, read_manifest, subset
+from models.editing import Edit, EditRunner
+from models.engine import Engine
+from tasks.caching import Outputs, cached_task
+
+
+def make_engine(settings: Settings) -> Engine:
+    g = settings.generator
+    return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance)
+
+
+@lru_cache(maxsize=1)  # keyed by the weights digest too, so retrained weights at the same path reload
+def _shared_engine(model: str, device: str, dtype: str, steps: int, guidance: float, identity: str) -> Engine:
+    return Engine(model, device, dtype, steps, guidance)
+
+
+def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[str, np.ndarray]:
+    """Mean embedding of each class's real train images (GeNIe-Ada's target direction)."""
+    classes = split.info["classes"]
+    paths, labels = subset(read_manifest(split["manifest"]), settings.dataset.path, "train", classes)
+    z = np.concatenate([embed([load_rgb(p) for p in paths[i : i + 256]]) for i in range(0, len(paths), 256)])
+    labels = np.asarray(labels)
+    return {label: z[labels == i].mean(0) for i, label in enumerate(classes)}
+
+
+_MEANS: dict[tuple, tuple] = {}
+
+
+def ada_features(settings: Settings, split: Outputs, classifier: Outputs):
+    """Ada's feature extractor and class means, computed once per process for a given classifier."""
+    key = (classifier.digests["checkpoint"], split.digests["manifest"], settings.dataset.path.as_posix())
+    if key not in _MEANS:
+        embed = Embedder(classifier["checkpoint"])
+        _MEANS.clear()
+        _MEANS[key] = (embed, target_means(embed, settings, split))
+    return _MEANS[key]
+
+
+def edit_runner(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
+                classifier: Outputs | None) -> EditRunner:
+    """An EditRunner into out_dir; with a classifier, its features serve GeNIe-Ada."""
+    embed, means = ada_features(settings, split, classifier) if classifier is not None else (None, None)
+    return EditRunner(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
+                      embed, means)
+
+
+@cached_task(name="generate-shard")
+def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, dataset_md5: str, split: Outputs,
+                   classifier: Outputs | None, out_dir: Path) -> Outputs:
+    """One shard of a selection: the unit a task runner (threads, Dask workers) schedules.
+
+    Keyed by its edits, the generator's weights digest and the dataset digest; within a
+    worker process the engine and Ada's class means are loaded once for all its shards.
+    """
+    g = settings.generator
+    engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, model_identity)
+    runner = edit_runner(settings, engine, out_dir, split, classifier)
+    stats = runner.run(edits, progress=False)
+    keys = [key if (out_dir / f"{key}.png").exists() else None for key in map(runner.key, edits)]
+    made = {key: e for key, e in zip(keys, edits) if key}
+    info = stats | {"keys": keys, "labels": {k: e.label for k, e in made.items()},
+                    "sources": {k: e.source_class for k, e in made.items()}}
+    return Outputs.of(info, **{key: out_dir / f"{key}.png" for key in made})

@@ -1,0 +1,17 @@
+"""The embedded diffusion model: its tokenizer, training and the pipeline folder it is saved as."""
+from models.embedded_ldm import write_tokenizer
+from tests.models.tiny_ldm import WORDS
+
+
+def test_every_prompt_word_is_one_token(tmp_path):
+    tokenizer = write_tokenizer(tmp_path, WORDS + ["seven", "eight", "nine", "three"])
+    assert tokenizer.tokenize("a photo of a seven.") == ["a</w>", "photo</w>", "of</w>", "a</w>", "seven</w>", ".</w>"]
+    assert (tmp_path / "vocab.json").is_file() and (tmp_path / "merges.txt").read_text().startswith("#version")
+
+
+def test_saved_model_is_a_standard_pipeline_folder(embedded):
+    folder, _ = embedded
+    for name in ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
+                 "tokenizer/vocab.json", "tokenizer/merges.txt", "README.md"):
+        assert (folder / name).is_file(), name
+    assert not folder.with_name("model.partial").exists()

@@ -1,0 +1,41 @@
+"""The engine: any diffusers Stable Diffusion pipeline through from_pretrained, and GeNIe-Ada's choice."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.engine import Engine, EngineError, choose_ratio
+from tests.models.tiny_ldm import PROMPTS
+
+
+def test_engine_edits_with_a_seed_per_edit(embedded):
+    folder, paths = embedded
+    engine = Engine(str(folder), steps=10)
+    sources = [Image.open(p) for p in paths[:3]]
+    alone = engine.edit(sources[:1], PROMPTS[1:2], 0.8, [7]).images[0]
+    batch = engine.edit(sources, [PROMPTS[1]] * 3, 0.8, [7, 8, 9])
+    assert batch.unet_evals == 3 * 8 * 2  # int(10 * 0.8) steps, classifier-free guidance doubles
+    difference = np.abs(np.asarray(alone, dtype=int) - np.asarray(batch.images[0], dtype=int))
+    assert difference.max() <= 2  # the same image whatever shares its batch (up to float rounding)
+    assert not np.array_equal(np.asarray(batch.images[0]), np.asarray(batch.images[1]))
+    samples = engine.sample(PROMPTS[:2], [1, 2])
+    assert [im.size for im in samples.images] == [(32, 32)] * 2 and samples.unet_evals == 2 * 10 * 2
+    with pytest.raises(EngineError, match=r"noise ratio 1.5 outside \(0, 1\]"):
+        engine.edit(sources[:1], PROMPTS[:1], 1.5, [0])
+
+
+def test_bad_model_paths_say_what_is_wrong(tmp_path):
+    with pytest.raises(EngineError, match="folder not found"):
+        Engine(str(tmp_path / "missing" / "model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EngineError, match="not a diffusers pipeline folder"):
+        Engine(str(tmp_path / "empty"))
+
+
+def test_ada_picks_the_ratio_after_the_largest_jump():
+    source = np.array([1.0, 0.0])
+    target = np.array([0.0, 1.0])
+    candidates = np.array([[1, 0], [0.95, 0.1], [0.2, 0.9], [0.1, 0.95], [0.0, 1.0]])  # the jump: 0.6 -> 0.7
+    r, index, scores = choose_ratio(source, candidates, target, [0.5, 0.6, 0.7, 0.8, 0.9])
+    assert (r, index) == (0.7, 2)
+    v = target - source
+    assert np.allclose(scores[1], abs((candidates[2] - candidates[1]) @ v) / np.linalg.norm(v))
