@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser run test repro dag clean benchmarks
+.PHONY: install browser run test repro dag clean benchmarks bench-nightly
 
 install: $(VENV)/.installed
 
@@ -36,6 +36,10 @@ benchmarks: install browser
 	$(BIN)/genie benchmark few-shot
 	$(BIN)/genie benchmark long-tail
 	$(BIN)/genie report --screenshot artifacts/report.png
+
+# Wall time of a night: cold, warm, +1% images, +1 class, each `genie run` in a fresh folder (about 20 min).
+bench-nightly: install
+	$(BIN)/python benchmarks/nightly_cost.py --out artifacts/nightly_cost.json
 
 clean:
 	rm -rf artifacts mlruns mlflow.db .genie

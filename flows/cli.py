@@ -156,13 +156,14 @@ def lineage(reference: Annotated[str, typer.Argument(help="<model name>@<alias o
 
 
 @app.command("train-generator")
-def train_generator(params: Params = Path("params.yaml"), set_: Set = None) -> None:
-    """Train the embedded text-to-image diffusion model on the dataset's train split and save it as a
-    diffusers Stable Diffusion pipeline folder (default artifacts/<dataset>/generator). Cached by
-    content: a second call with nothing changed returns at once."""
+def train_generator(force: Annotated[bool, typer.Option(help="retrain even where the policy would reuse")] = False,
+                    params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """Train the embedded text-to-image diffusion model on the train split, save it as a diffusers pipeline folder
+    (artifacts/<dataset>/generator) and register it as <dataset>-generator@current. A registered generator is
+    reused unless generator.retrain says otherwise (class set, prompt or budget changed, data grown, age)."""
     from flows.generation import genie_train_generator
 
-    show(run_flow(genie_train_generator, settings(params, set_)))
+    show(run_flow(genie_train_generator, settings(params, set_), force=force))
 
 
 @app.command()

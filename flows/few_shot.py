@@ -33,10 +33,10 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     out = benchmark_dir(settings) / "few-shot"
     ensure_generator(settings, data, split, step_log)
     judge = train_baseline(settings, data, split, step_log)  # real images of every class: the label judge
-    base_split = run_verified(restrict_split, step_log, split=split, classes=base, out_dir=out / "base-split")
+    base_split = run_verified(restrict_split, step_log, split=split, classes=base, view=out / "base-split")
     extractor = run_verified(train_classifier, step_log, "train-extractor", cfg=settings.classifier,
                              dataset_root=settings.dataset.path, dataset_md5=data.md5, split=base_split,
-                             image_size=settings.dataset.image_size, out_dir=out / "extractor")
+                             image_size=settings.dataset.image_size, view=out / "extractor")
 
     support, queries = fs.pools(read_manifest(split["manifest"]), Path(settings.dataset.path), novel)
     episodes = [e for shots in cfg.shots

@@ -9,20 +9,20 @@ from flows.stages import StepLog, ensure_generator, generate_edits, prepare, tra
 from models.config import Settings, default_ratio
 from models.dataset import read_manifest
 from models.editing import MANIFEST, METHODS, pair_edits, select_edits
+from tasks.generator_registry import tag_current_generator
 from tasks.quality import judge_generator
 from tasks.tracking import configure, record_run
 
 
 @flow(name="genie-train-generator")
-def genie_train_generator(settings: Settings) -> dict:
+def genie_train_generator(settings: Settings, force: bool = False) -> dict:
+    """Train the embedded generator when the retrain policy (or `force`) says so, else keep the current one."""
     configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
-    model = ensure_generator(settings, data, split, step_log)
-    if model is None:
-        return {"generator": settings.generator_model, "step_log": step_log, "note": "generator.model is configured"}
-    return {"generator": settings.generator_model, "step_log": step_log,
-            **{k: model.info[k] for k in ("train_seconds", "vae_mse", "unet_loss")}}
+    choice = ensure_generator(settings, data, split, step_log, force)
+    get_run_logger().info("train-generator: %s (%s)", choice["decision"], choice["reason"])
+    return {"generator": settings.generator_model, "step_log": step_log, **choice}
 
 
 @flow(name="genie-generate")
@@ -65,6 +65,7 @@ def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 
     classifier = train_baseline(settings, data, split, step_log)
     metrics = judge_generator(settings, split, classifier, settings.workdir / "generated",
                               samples_per_class, pairs)
+    tag_current_generator(settings.registered_generator, metrics)
     run_id = record_run(settings, data, "generator-quality",
                         params={"generator": settings.generator_model, "samples_per_class": samples_per_class,
                                 "pairs": pairs, "steps": settings.generator.steps,

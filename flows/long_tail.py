@@ -25,7 +25,7 @@ from models.benchmarks.results import (
 from models.config import Settings
 from models.dataset import read_manifest
 from tasks.benchmark import judge_images
-from tasks.caching import digest, run_verified
+from tasks.caching import images_digest, run_verified
 from tasks.data import split_data
 from tasks.tracking import configure, git_commit, record_run
 from tasks.train import finetune_classifier
@@ -46,7 +46,7 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     for seed in cfg.seeds:
         lt, seed_log = long_tail_settings(settings, seed), {}
         lt_split = run_verified(split_data, step_log, f"seed-{seed}-split", cfg=lt.dataset, dataset_md5=data.md5,
-                                out_dir=lt.workdir / "split")
+                                view=lt.workdir / "split")
         manifest = read_manifest(lt_split["manifest"])
         baseline = train_baseline(lt, data, lt_split, seed_log)
         val = evaluate(lt, baseline, lt_split, seed_log, "evaluate-baseline-val", lt.workdir / "baseline" / "val", "val")
@@ -73,8 +73,8 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
             tuned = run_verified(
                 finetune_classifier, seed_log, f"finetune-{name}", cfg=lt.classifier, finetune=lt.finetune,
                 dataset_root=lt.dataset.path, dataset_md5=data.md5, split=lt_split, image_size=lt.dataset.image_size,
-                base=baseline, generated=generated, generated_md5=digest(sorted(generated)),
-                out_dir=lt.workdir / "finetuned" / name)
+                base=baseline, generated=generated, generated_md5=images_digest(generated),
+                view=lt.workdir / "finetuned" / name)
             result = evaluate(lt, tuned, lt_split, seed_log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
             rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
         step_log |= {f"seed-{seed}-{k}": v for k, v in seed_log.items()}

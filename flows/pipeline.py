@@ -3,14 +3,15 @@
 
 from datetime import datetime
 
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows.stages import StepLog, ensure_generator, evaluate, generate_selection, prepare, select, train_baseline
 from models.config import Settings
-from models.digests import file_digest
-from models.engine import model_identity
-from tasks.caching import run_verified
+from models.dataset import read_manifest
+from models.digests import file_digest, model_identity
+from tasks.caching import images_digest, run_verified
 from tasks.registry import crown_first, fetch_champion, promote_if_better, register_classifier
 from tasks.tracking import configure, log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.train import finetune_classifier
@@ -21,7 +22,7 @@ STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finet
 # configuration it reads. dvc.yaml lists exactly these as the stage's deps and params (tests/flows/test_dvc.py).
 STAGE_TASKS = {
     "prepare": ("tasks.data",),
-    "train-generator": ("tasks.generator",),
+    "train-generator": ("tasks.generator", "tasks.generator_registry"),
     "baseline": ("tasks.train", "tasks.evaluate"),
     "select": ("tasks.evaluate", "tasks.selection"),
     "generate": ("tasks.editing",),
@@ -30,7 +31,8 @@ STAGE_TASKS = {
 }
 STAGE_PARAMS = {
     "prepare": ("dataset",),
-    "train-generator": ("dataset", "generator.prompt", "generator.class_names", "generator.embedded"),
+    "train-generator": ("dataset", "generator.prompt", "generator.class_names", "generator.embedded",
+                        "generator.retrain"),
     "baseline": ("dataset", "classifier", "evaluate"),
     "select": ("dataset", "evaluate", "select.targets", "select.n_weakest", "select.k_confused", "select.per_target",
                "select.seed"),
@@ -66,7 +68,9 @@ def genie_run(settings: Settings, until: str = "evaluate") -> dict:
     status = "FAILED"
     try:
         log_dataset(run_id, settings, data, split)
-        ensure_generator(settings, data, split, step_log)
+        choice = ensure_generator(settings, data, split, step_log)
+        summary["generator"] = f"train-generator: {choice['decision']} ({choice['reason']})"
+        logger.info("%s", summary["generator"])
         if last >= STAGES.index("baseline"):
             summary |= nightly(settings, data, split, run_id, step_log, last)
         uncommitted = commit_stages(list(STAGES[: last + 1]))
@@ -74,7 +78,8 @@ def genie_run(settings: Settings, until: str = "evaluate") -> dict:
             logger.warning("dvc.lock not updated for %s (outputs this configuration does not make)", uncommitted)
         status = "FINISHED"
     finally:
-        log_files(run_id, [], "", tags={f"step.{name}": how for name, how in step_log.items()})
+        log_files(run_id, [], "", tags={f"step.{name}": how for name, how in step_log.items()}
+                  | {"generator.decision": summary.get("generator", "")})
         MlflowClient().set_terminated(run_id, status)
     logger.info("%s", summary.get("decision", f"stopped after {until}"))
     return summary
@@ -85,16 +90,18 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     baseline = train_baseline(settings, data, split, step_log)
     baseline_test = evaluate(settings, baseline, split, step_log, "evaluate-baseline", workdir / "baseline" / "evaluation")
     log_evaluation(run_id, baseline_test, "baseline.test", "baseline")
-    base = register_classifier(run_id, settings, data, baseline, baseline_test, "baseline")
+    real = {settings.dataset.name: (read_manifest(split["manifest"]), data.path, data.md5)}
+    base = register_classifier(run_id, settings, data, baseline, baseline_test, "baseline", inputs=real)
     champion_version = crown_first(settings, base["version"])
     summary = {"baseline_version": base["version"], "baseline_test_accuracy": baseline_test.info["metrics"]["accuracy"]}
     if last < STAGES.index("select"):
         return summary | {"champion": champion_version}
 
     champion = fetch_champion(settings, workdir / "champion")
-    # A champion this pipeline fine-tuned from today's baseline is looked at through that baseline:
-    # otherwise each promotion would move the selection, and a night with nothing new would never settle.
-    selector = baseline if base["version"] in (champion.info["version"], champion.info["base_version"]) else champion
+    # The pipeline's own champion (a baseline, or fine-tuned from one) is looked at through today's baseline:
+    # the selection then follows the data and the configuration only, so nights settle and going back to
+    # earlier data finds earlier work. A champion from elsewhere is looked at itself.
+    selector = baseline if champion.info["role"] in ("baseline", "finetuned") else champion
     champion_val = evaluate(settings, selector, split, step_log, "evaluate-selector-val", workdir / "selector" / "val", "val")
     selection = select(settings, champion_val, split, step_log)
     log_files(run_id, [selection["selection"], champion_val["soft_confusion"], champion_val["confusion_plot"]],
@@ -104,18 +111,19 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
         return summary
 
     generated, totals = generate_selection(settings, data, split, selection, baseline, step_log)
-    generated_md5, pointer = version_generated(workdir / "generated")
+    generated_md5 = images_digest(generated)  # the images this fine-tune uses, whatever else the folder holds
+    folder_md5, pointer = version_generated(workdir / "generated")
     manifest = workdir / "generated" / settings.select.method / "manifest.csv"
     log_files(run_id, [manifest] if manifest.exists() else [], "generated", tags={"generated_md5": generated_md5},
               metrics={f"generated.{k}": v for k, v in totals.items()})
-    summary |= {"generated_md5": generated_md5, "generated": totals}
+    summary |= {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated": totals}
     if last < STAGES.index("finetune"):
         return summary
 
     challenger = run_verified(
         finetune_classifier, step_log, cfg=settings.classifier, finetune=settings.finetune,
         dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-        base=baseline, generated=generated, generated_md5=generated_md5, out_dir=workdir / "finetuned",
+        base=baseline, generated=generated, generated_md5=generated_md5, view=workdir / "finetuned",
     )
     if last < STAGES.index("evaluate"):
         return summary
@@ -123,13 +131,15 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     challenger_test = evaluate(settings, challenger, split, step_log, "evaluate-challenger", workdir / "finetuned" / "evaluation")
     log_evaluation(run_id, challenger_test, "challenger.test", "challenger")
     lineage = {
-        "generated_md5": generated_md5, "generated_dvc_file": pointer.as_posix(), "generated_images": len(generated),
+        "generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated_dvc_file": pointer.as_posix(),
+        "generated_images": len(generated),
         "generator": settings.generator_model, "generator_digest": model_identity(settings.generator_model),
         "selection_sha256": file_digest(selection["selection"]), "selection_artifact": f"runs:/{run_id}/selection/selection.csv",
         "base_version": base["version"],
     }
+    used = pd.DataFrame(generated, columns=["image", "label", "source_class"])
     registered = register_classifier(run_id, settings, data, challenger, challenger_test, "finetuned", lineage,
-                                     datasets={"generated": (manifest, generated_md5)})
+                                     inputs=real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)})
     if registered["version"] == champion.info["version"]:  # last night's challenger, already promoted
         champion_test = challenger_test
     else:  # the champion on the same test data, in the same run

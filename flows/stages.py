@@ -2,21 +2,23 @@
 calls a cached task and records whether it ran or came from the cache."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger
 
 from models.config import GeneratorConfig, Settings, default_ratio
+from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
-from models.engine import model_identity
+from models.lifecycle import TrainedOn, recipe, retrain_reason
 from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.editing import generate_shard
 from tasks.evaluate import evaluate_classifier
 from tasks.generator import train_generator_model
+from tasks.generator_registry import current_generator, register_generator, restore_generator
 from tasks.selection import select_hard_negatives
-from tasks.tracking import record_run
 from tasks.train import train_classifier
 
 StepLog = dict[str, str]
@@ -30,47 +32,53 @@ def only(settings: Settings, *sections: str) -> Settings:
 def prepare(settings: Settings, step_log: StepLog) -> tuple[DataVersion, Outputs]:
     data = version_data(settings.dataset)
     split = run_verified(split_data, step_log, cfg=settings.dataset, dataset_md5=data.md5,
-                         out_dir=settings.workdir / "split")
+                         view=settings.workdir / "split")
     return data, split
 
 
 def train_baseline(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> Outputs:
     return run_verified(train_classifier, step_log, cfg=settings.classifier, dataset_root=settings.dataset.path,
                         dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-                        out_dir=settings.workdir / "baseline")
+                        view=settings.workdir / "baseline")
 
 
 def evaluate(settings: Settings, model: Outputs, split: Outputs, step_log: StepLog, label: str, out_dir: Path,
              on: str = "test") -> Outputs:
     return run_verified(evaluate_classifier, step_log, label, model=model, split=split,
-                        dataset_root=settings.dataset.path, cfg=settings.evaluate, out_dir=out_dir, on=on)
+                        dataset_root=settings.dataset.path, cfg=settings.evaluate, view=out_dir, on=on)
 
 
-def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> Outputs | None:
-    """Train the embedded model unless a generator model is configured."""
+def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog,
+                     force: bool = False) -> dict:
+    """The generator a night uses: the registered `current` one unless the retrain policy (or `force`)
+    says train; a configured generator.model is used as it is. Returns the decision and its reason."""
     if settings.generator.model:
-        return None
+        return {"decision": "configured", "reason": settings.generator.model}
+    now = TrainedOn(tuple(split.info["classes"]), sum(split.info["counts"]["train"].values()), recipe(settings),
+                    time.time())
+    current = current_generator(settings.registered_generator)
+    retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force)
+    folder = Path(settings.generator_model)
+    if not retrain:
+        restore_generator(current, folder)
+        step_log["train-generator"] = "reused"
+        return {"decision": "reused", "reason": reason, "version": current.version}
     inputs = only(settings, "dataset", "paths").model_copy(update={"generator": GeneratorConfig(
         prompt=settings.generator.prompt, class_names=settings.generator.class_names,
         embedded=settings.generator.embedded)})
-    model = run_verified(train_generator_model, step_log, settings=inputs, dataset_md5=data.md5, split=split,
-                         out_dir=Path(settings.generator_model))
-    if step_log["train-generator"] == "ran":
-        card = model.info
-        record_run(
-            settings, data, "train-generator",
-            params={f"embedded.{k}": v for k, v in card["recipe"].items()} | {"prompt": settings.generator.prompt},
-            metrics={k: card[k] for k in ("vae_mse", "unet_loss", "train_seconds", "scaling_factor")},
-            artifacts=[Path(settings.generator_model) / "README.md"],
-            tags={"generator": settings.generator_model},
-        )
-    return model
+    step = train_generator_model.with_options(refresh_cache=True) if force else train_generator_model
+    model = run_verified(step, step_log, "train-generator", view=folder, settings=inputs, dataset_md5=data.md5,
+                         split=split)
+    version = register_generator(settings, data, model, folder, now, reason)
+    decision = "trained" if step_log["train-generator"] == "ran" else "cached"
+    return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
+            ("train_seconds", "vae_mse", "unet_loss")}}
 
 
 def select(settings: Settings, confusion: Outputs, split: Outputs, step_log: StepLog) -> Outputs:
     return run_verified(select_hard_negatives, step_log, cfg=settings.select, many_shot=settings.evaluate.many_shot,
                         few_shot=settings.evaluate.few_shot, confusion=confusion, split=split,
-                        dataset_root=settings.dataset.path, out_dir=settings.workdir / "selection")
+                        dataset_root=settings.dataset.path, view=settings.workdir / "selection")
 
 
 def selection_edits(settings: Settings, selection: Outputs, method: str | None = None) -> list[Edit]:

@@ -92,6 +92,14 @@ class EmbeddedLdmConfig(Strict):
     seed: int = 0
 
 
+class RetrainConfig(Strict):
+    """When a night retrains the embedded generator rather than reusing the registered `current` one
+    (a changed class set, prompt or budget always retrains; so does `genie train-generator --force`)."""
+
+    max_growth: float = Field(0.2, ge=0, description="retrain when the train split grew or shrank by more than this share")
+    max_age_days: float | None = Field(30, gt=0, description="retrain when the generator is older; empty: never")
+
+
 class GeneratorConfig(Strict):
     model: str | None = Field(
         None, description="diffusers pipeline folder or hub id; empty: the embedded model of `genie train-generator`"
@@ -105,6 +113,7 @@ class GeneratorConfig(Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
     embedded: EmbeddedLdmConfig = EmbeddedLdmConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
     @model_validator(mode="after")
     def _template(self) -> GeneratorConfig:
@@ -246,6 +255,10 @@ class Settings(Strict):
     @property
     def registered_model(self) -> str:
         return f"{self.dataset.name}-classifier"
+
+    @property
+    def registered_generator(self) -> str:
+        return f"{self.dataset.name}-generator"
 
     @property
     def workdir(self) -> Path:

@@ -2,7 +2,6 @@
 checkpoints and the embedded model; batched edits with a seed per edit."""
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
-from models.digests import update_with_file
+from models.digests import model_identity
 
 
 class EngineError(ValueError):
@@ -26,18 +25,6 @@ def pick_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device
     if dtype == "auto":
         dtype = "float16" if device.startswith("cuda") else "float32"
     return torch.device(device), getattr(torch, dtype)
-
-
-def model_identity(model: str) -> str:
-    """A digest of a local pipeline folder's files (configs and weights); a hub id names itself."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return model
-    sha = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "README.md"):
-        sha.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        update_with_file(sha, path)
-    return sha.hexdigest()
 
 
 def _hub_id(model: str) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +35,12 @@ def digest(*parts: Any) -> str:
     """sha256 of JSON-encoded parts (config models and paths allowed)."""
     text = json.dumps(parts, sort_keys=True, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def images_digest(images: list[tuple[str, ...]]) -> str:
+    """Digest of labelled image files by content: (path, label, ...) rows, order-free; 32 hex digits, like
+    DVC's md5 (MLflow takes at most 36 for a dataset's digest)."""
+    return digest(sorted([file_digest(path), *rest] for path, *rest in images))[:32]
 
 
 def _module_file(name: str) -> Path | None:
@@ -107,18 +115,43 @@ class Outputs:
         """Every file still exists with the bytes this step wrote."""
         return all(Path(p).is_file() and file_digest(p) == self.digests[r] for r, p in self.files.items())
 
+    def publish(self, source: Path, view: Path) -> None:
+        """Copy the files under `source` to the same places under `view`, each replaced whole."""
+        for role, path in self.files.items():
+            target = view / Path(path).relative_to(source)
+            if target.is_file() and file_digest(target) == self.digests[role]:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # unique per process
+            shutil.copyfile(path, partial)
+            partial.replace(target)
 
-def run_verified(step, step_log: dict[str, str], label: str | None = None, **parameters) -> Outputs:
+
+def keyed_folder(step, view: Path, parameters: dict[str, Any]) -> Path:
+    """Where a step writes for these inputs: a folder named by them and by the code it runs, beside `view`."""
+    key = digest({k: v for k, v in parameters.items() if k != "out_dir"}, code_digest(step.fn.__module__))
+    return view.parent / ".store" / view.name / key[:16]
+
+
+def run_verified(step, step_log: dict[str, str], label: str | None = None, view: Path | None = None,
+                 **parameters) -> Outputs:
     """Run a cached step and note in `step_log[label]` whether it ran or came from the cache.
 
-    A cache hit whose files were since deleted or overwritten is run again.
+    With `view`, the step writes into a folder named by its inputs, so no run with other inputs
+    overwrites what it cached and earlier inputs find their outputs again; its files are then
+    copied to `view`, the fixed place dvc.yaml and people look at. A cache hit whose files were
+    since deleted or overwritten is run again.
     """
+    if view is not None:
+        parameters["out_dir"] = keyed_folder(step, Path(view), parameters)
     state = step(**parameters, return_state=True)
     outputs = state.result()
     if not outputs.intact():
         state = step.with_options(refresh_cache=True)(**parameters, return_state=True)
         outputs = state.result()
     step_log[label or step.name] = "cached" if state.name == "Cached" else "ran"
+    if view is not None:
+        outputs.publish(parameters["out_dir"], Path(view))
     return outputs
 
 

@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from models.config import DatasetConfig
 from models.dataset import export_digits, scan_imagefolder, split_images
 from tasks.caching import Outputs, cached_task
-from tasks.versioning import track_dataset
+from tasks.versioning import dvc_md5, track_dataset
 
 EMBEDDED_SIZE = 32  # fixed, so the exported bytes (and data.dvc's md5) are the same everywhere
 
@@ -18,8 +18,8 @@ EMBEDDED_SIZE = 32  # fixed, so the exported bytes (and data.dvc's md5) are the 
 @dataclass(frozen=True)
 class DataVersion:
     path: str
-    md5: str  # DVC's md5 of the tracked folder
-    pointer: str  # the .dvc file
+    md5: str  # the dataset's identity: DVC's md5 of dataset.path itself, not of the folder DVC tracks
+    pointer: str  # the .dvc file that versions it
 
 
 @task(name="version-data")
@@ -31,8 +31,9 @@ def version_data(cfg: DatasetConfig) -> DataVersion:
         logger.info("exported %d embedded digit images to %s", count, cfg.path)
     if not cfg.path.is_dir():
         raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found (set dataset.embedded: true for digits)")
-    md5, pointer = track_dataset(cfg.path)
-    logger.info("dataset %s at DVC md5 %s (%s)", cfg.name, md5, pointer)
+    _, pointer = track_dataset(cfg.path)
+    md5 = dvc_md5(cfg.path)  # another dataset beside it in the tracked folder leaves this unchanged
+    logger.info("dataset %s at DVC md5 %s (versioned by %s)", cfg.name, md5, pointer)
     return DataVersion(cfg.path.as_posix(), md5, pointer.as_posix())
 
 

@@ -12,14 +12,6 @@ from models.dataset import load_rgb, read_manifest, subset
 from models.embedded_ldm import prompt_words, save_ldm, train_ldm, write_tokenizer
 from tasks.caching import Outputs, cached_task
 
-WEIGHTS = {
-    "model_index": "model_index.json",
-    "unet": "unet/diffusion_pytorch_model.safetensors",
-    "vae": "vae/diffusion_pytorch_model.safetensors",
-    "text_encoder": "text_encoder/model.safetensors",
-    "tokenizer": "tokenizer/tokenizer.json",
-}
-
 
 @cached_task(name="train-generator")
 def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, out_dir: Path) -> Outputs:
@@ -42,4 +34,5 @@ def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, 
         "embedded generator trained in %.0f s: VAE mse %.4f, UNet loss %.4f -> %s",
         stats["train_seconds"], stats["vae_mse"], stats["unet_loss"], out_dir,
     )
-    return Outputs.of(card, **{role: out_dir / name for role, name in WEIGHTS.items()})
+    # every file of the pipeline folder, so that publishing it gives a complete, loadable copy
+    return Outputs.of(card, **{p.relative_to(out_dir).as_posix(): p for p in sorted(out_dir.rglob("*")) if p.is_file()})

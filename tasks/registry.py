@@ -45,8 +45,9 @@ def _requirements() -> list[str]:
 @task(name="register-classifier")
 def register_classifier(run_id: str, settings: Settings, data: DataVersion, model: Outputs, evaluation: Outputs,
                         role: str = "baseline", lineage: dict | None = None,
-                        datasets: dict[str, tuple[Path, str]] | None = None) -> dict:
-    """Log and register the model once per checkpoint, in a run nested under the pipeline run.
+                        inputs: dict[str, tuple[pd.DataFrame, str, str]] | None = None) -> dict:
+    """Log and register the model once per checkpoint, in a run nested under the pipeline run, with the
+    data it was trained on (`inputs`: name -> rows, source, digest) as MLflow dataset inputs.
 
     Registration is keyed by the checkpoint's digest, so a cached re-run finds the
     version it registered before instead of adding a copy.
@@ -65,13 +66,11 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
     network, meta = load_checkpoint(model["checkpoint"])
     example = np.zeros((1, 3, meta["image_size"], meta["image_size"]), dtype=np.float32)
     with mlflow.start_run(run_id=child.info.run_id):
-        for label, (manifest, digest) in (datasets or {}).items():  # e.g. the generated images, by DVC md5
-            if Path(manifest).exists():
-                frame = pd.read_csv(manifest, dtype=str)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    dataset = mlflow.data.from_pandas(frame, source=str(Path(manifest).parent), name=label, digest=digest)
-                mlflow.log_input(dataset, context="training", tags={"dvc_md5": digest})
+        for label, (frame, source, digest) in (inputs or {}).items():  # what it was trained on: name -> rows
+            with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source kinds
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(frame, source=source, name=label, digest=digest)
+            mlflow.log_input(dataset, context="training", tags={"digest": digest})
         for row in model.info["history"]:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
@@ -113,7 +112,7 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
     found = MlflowClient().get_model_version(name, version)
     folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
                                                       dst_path=str(out_dir)))
-    return Outputs.of({"version": version, "base_version": found.tags.get("base_version")},
+    return Outputs.of({"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role")},
                       checkpoint=folder / "model.pt")
 
 
@@ -183,3 +182,4 @@ def lineage(reference: str) -> dict:
         "pipeline_run_id": pipeline_run,
         "config": params,
     }
+

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from models.config import Settings
+from models.digests import model_identity
 from models.editing import MANIFEST, Edit
-from models.engine import model_identity, pick_device
+from models.engine import pick_device
 
 RESULTS = "results.json"
 

@@ -32,7 +32,7 @@ def test_genie_run_and_dvc_repro_agree(project: Path):
     lock = {stage: data for stage, data in yaml.safe_load((project / "dvc.lock").read_text())["stages"].items()}
     assert set(lock) == set(STAGES)
     generated = next(o for o in lock["generate"]["outs"] if o["path"] == "artifacts/digits/generated")
-    assert generated["md5"] == summary["generated_md5"]
+    assert generated["md5"] == summary["generated_dvc_md5"]
     assert "Data and pipelines are up to date" in dvc("status")
     dag = dvc("dag")
     assert all(stage in dag for stage in STAGES)

@@ -20,9 +20,11 @@ def test_train_generator_then_generate_incrementally(project):
     folder = project / "artifacts/digits/generator"
     assert (folder / "model_index.json").is_file() and "dataset_md5" in (folder / "README.md").read_text()
     again = invoke("train-generator")
-    assert '"train-generator": "cached"' in again.output
+    assert '"train-generator": "reused"' in again.output and "train split +0.0%, below 20%" in again.output
     runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("digits").experiment_id])
     assert [r.info.run_name for r in runs] == ["train-generator"]  # logged once, when it trained
+    forced = invoke("train-generator", "--force")
+    assert '"train-generator": "ran"' in forced.output and '"reason": "forced"' in forced.output
 
     made = invoke("generate", "--method", "genie", "--per-class", "2")
     assert made.exit_code == 0, made.output

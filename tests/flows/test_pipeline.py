@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.pipeline import genie_run
 from models.config import Settings
+from tasks.versioning import dvc_md5
 
 TINY = {
     "classifier": {"epochs": 2},
@@ -25,15 +26,17 @@ def test_nightly_run_promotes_with_reasons_then_hits_the_cache(project: Path):
     assert first["generated"]["generated"] == 20 and len(first["targets"]) == 10
     assert sum(k.startswith("generate-shard-") for k in first["step_log"]) == 3  # 20 edits in shards of 8
 
-    md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+    assert yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["path"] == "data"  # DVC versions data/
+    md5 = dvc_md5(project / "data/digits")  # the dataset's own identity
     generated = yaml.safe_load((project / "artifacts/digits/generated.dvc").read_text())["outs"][0]
-    assert first["dataset_md5"] == md5 and first["generated_md5"] == generated["md5"]
+    assert first["dataset_md5"] == md5 and first["generator"].startswith("train-generator: trained (no generator")
     client = MlflowClient()
     baseline = client.get_model_version(NAME, first["baseline_version"])
     assert baseline.tags["promotion"] == "first model registered"
     challenger = client.get_model_version(NAME, first["challenger_version"])
     assert challenger.tags["promotion"] in ("promoted", "rejected") and challenger.tags["promotion_reason"]
-    assert challenger.tags["generated_md5"] == generated["md5"] and challenger.tags["dataset_md5"] == md5
+    assert challenger.tags["generated_md5"] == first["generated_md5"] and challenger.tags["dataset_md5"] == md5
+    assert challenger.tags["generated_dvc_md5"] == generated["md5"]
     champion = client.get_model_version_by_alias(NAME, "champion").version
     assert str(champion) == (first["challenger_version"] if first["promoted"] else first["baseline_version"])
     assert challenger.tags["challenger_test_accuracy"] == f"{first['challenger_test_accuracy']:.4f}"
@@ -43,18 +46,24 @@ def test_nightly_run_promotes_with_reasons_then_hits_the_cache(project: Path):
     assert run.data.tags["git_commit"] == "none"  # the project folder is not a git repository
     [dataset_input] = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == md5
-    finetune_run = client.get_run(challenger.run_id)
-    assert {i.dataset.digest for i in finetune_run.inputs.dataset_inputs} == {generated["md5"]}
+    finetune_run = client.get_run(challenger.run_id)  # each registered model says what it was trained on
+    assert {i.dataset.digest for i in finetune_run.inputs.dataset_inputs} == {md5, first["generated_md5"]}
+    assert {i.dataset.digest for i in client.get_run(baseline.run_id).inputs.dataset_inputs} == {md5}
+    generator = client.get_model_version_by_alias("digits-generator", "current")
+    assert generator.tags["dataset_md5"] == md5 and generator.tags["train_images"] == "1079"
     logged = {a.path for folder in ("data", "selection") for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"data/bad_files.csv", "selection/selection.csv", "selection/soft_confusion.csv"} <= logged
 
     second = genie_run(settings)
+    assert second["step_log"].pop("train-generator") == "reused"
+    assert second["generator"] == "train-generator: reused (train split +0.0%, below 20%)"
     assert set(second["step_log"].values()) == {"cached"}, [k for k, v in second["step_log"].items() if v == "ran"]
     assert (second["challenger_version"], second["generated"]["generated"]) == (first["challenger_version"], 0)
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
 
     # a cache hit whose checkpoint is gone trains again
-    (project / "artifacts/digits/baseline/model.pt").unlink()
+    [checkpoint] = (project / "artifacts/digits/.store/baseline").glob("*/model.pt")
+    checkpoint.unlink()
     third = genie_run(settings, until="baseline")
     assert third["step_log"]["train-classifier"] == "ran" and "select-sources" not in third["step_log"]
 
