@@ -22,6 +22,7 @@ benchmark = typer.Typer(help="Benchmarks: GeNIe against the simpler alternatives
 app.add_typer(benchmark, name="benchmark")
 
 Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="stop at once if another run holds the dataset's work folder")]
 Set = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", metavar="KEY=VALUE", help="override a key of params.yaml, e.g. classifier.epochs=3")]
 
@@ -75,7 +76,7 @@ def prepare(params: Params = Path("params.yaml"), set_: Set = None) -> None:
 def run(
     until: Annotated[str, typer.Option(help="stop after this stage: prepare, train-generator, baseline, select, "
                                        "generate, finetune or evaluate")] = "evaluate",
-    params: Params = Path("params.yaml"), set_: Set = None,
+    no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None,
 ) -> None:
     """The nightly pipeline: prepare -> train-generator -> baseline -> select (confusion-driven) ->
     generate (hard negatives) -> finetune -> evaluate -> promote (only if the challenger wins).
@@ -84,7 +85,7 @@ def run(
     from flows.runner import with_runner
 
     config = settings(params, set_)
-    show(run_flow(with_runner(genie_run, config), config, until=until))
+    show(run_flow(with_runner(genie_run, config), config, until=until, wait=not no_wait))
 
 
 @app.command()
@@ -111,36 +112,41 @@ def serve(
             name=name, schedule=Cron(cron or config.schedule.cron, timezone=config.schedule.timezone),
             parameters={"params": str(params.resolve()), "overrides": set_ or [], "until": until},
             tags=["genie-flow", config.dataset.name],
+            limit=1, global_limit=1,  # one nightly run at a time, also across servers of this deployment
         )
 
 
 @app.command()
 def promote(version: Annotated[str, typer.Argument(help="the model version to make champion")],
             params: Params = Path("params.yaml"), set_: Set = None) -> None:
-    """Make a given version the champion by hand (the one it replaces becomes previous-champion)."""
-    from tasks.registry import set_champion
+    """Make a given version the champion by hand (the one it replaces becomes previous-champion); this also
+    clears a rollback mark, which otherwise keeps a version from being crowned automatically."""
+    from tasks.registry import promote_by_hand
     from tasks.tracking import configure
 
     name = settings(params, set_).registered_model
     configure()
     with errors():
         try:
-            before = set_champion(name, version)
+            before = promote_by_hand(name, version)
         except Exception as err:  # MLflow says which version is unknown
             raise ValueError(f"{name} version {version}: {str(err).splitlines()[0]}") from None
     typer.echo(f"{name}: champion is version {version} (was {before})")
 
 
 @app.command()
-def rollback(params: Params = Path("params.yaml"), set_: Set = None) -> None:
-    """Give the champion alias back to the previous champion."""
+def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the demoted version")] = "by hand",
+             params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """Give the champion alias back to the previous champion. The demoted version is tagged rolled_back and no
+    night promotes it again; only `genie promote VERSION` can."""
     from tasks.registry import rollback as roll_back
     from tasks.tracking import configure
 
     name = settings(params, set_).registered_model
     configure()
     with errors():
-        typer.echo(f"{name}: champion is version {roll_back(name)} again")
+        demoted, champion = roll_back(name, reason)
+    typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")
 
 
 @app.command()
@@ -173,7 +179,7 @@ def generate(
     ratio: Annotated[Optional[float], typer.Option(help="noise ratio r (genie: genie.noise_ratio, img2img: first of genie.img2img_ratios)")] = None,
     pairs: Annotated[Optional[Path], typer.Option(help="CSV with columns source,target instead of a per-class budget")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (default artifacts/<dataset>/generated); one sub-folder per method")] = None,
-    params: Params = Path("params.yaml"), set_: Set = None,
+    no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None,
 ) -> None:
     """Generate hard negatives: one PNG per edit named by its content key, plus manifest.csv.
     Edits already made are skipped, so a re-run or a resumed run makes only what is missing."""
@@ -184,7 +190,7 @@ def generate(
     with errors():
         pair_list = read_pairs(pairs) if pairs is not None else None
     show(run_flow(genie_generate, config, method=method, per_class=per_class, ratio=ratio, pairs=pair_list,
-                  out_dir=out))
+                  out_dir=out, wait=not no_wait))
 
 
 @app.command()

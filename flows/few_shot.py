@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, ensure_generator, generate_edits, prepare, train_baseline
+from flows.stages import StepLog, ensure_generator, generate_edits, one_writer, prepare, train_baseline
 from models.benchmarks import few_shot as fs
 from models.benchmarks.consistency import consistency_table
 from models.benchmarks.episodes import sample_episodes, variants
@@ -22,6 +22,7 @@ from tasks.train import train_classifier
 
 
 @flow(name="genie-benchmark-few-shot")
+@one_writer
 def genie_benchmark_few_shot(settings: Settings) -> dict:
     """N-way K-shot episodes on the novel classes, every method with the same extra images per class."""
     started = time.monotonic()

@@ -5,16 +5,18 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, ensure_generator, generate_edits, prepare, train_baseline
+from flows.stages import StepLog, ensure_generator, generate_edits, one_writer, prepare, train_baseline
 from models.config import Settings, default_ratio
 from models.dataset import read_manifest
-from models.editing import MANIFEST, METHODS, pair_edits, select_edits
+from models.edit_folder import MANIFEST
+from models.editing import METHODS, pair_edits, select_edits
 from tasks.generator_registry import tag_current_generator
 from tasks.quality import judge_generator
 from tasks.tracking import configure, record_run
 
 
 @flow(name="genie-train-generator")
+@one_writer
 def genie_train_generator(settings: Settings, force: bool = False) -> dict:
     """Train the embedded generator when the retrain policy (or `force`) says so, else keep the current one."""
     configure()
@@ -26,8 +28,9 @@ def genie_train_generator(settings: Settings, force: bool = False) -> dict:
 
 
 @flow(name="genie-generate")
+@one_writer
 def genie_generate(settings: Settings, method: str = "genie", per_class: int = 10, ratio: float | None = None,
-                   pairs: list[tuple[str, str]] | None = None, out_dir: Path | None = None) -> dict:
+                   pairs: list[tuple[str, str]] | None = None, out_dir: Path | None = None, wait: bool = True) -> dict:
     """Hard negatives for a per-class budget or explicit (source image, target class) pairs."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
@@ -56,6 +59,7 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
 
 
 @flow(name="genie-quality")
+@one_writer
 def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 100) -> dict:
     """Judge the generator with a classifier trained only on real images; log to MLflow."""
     configure()

@@ -8,7 +8,16 @@ import time
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, ensure_generator, evaluate, generate_edits, prepare, select, train_baseline
+from flows.stages import (
+    StepLog,
+    ensure_generator,
+    evaluate,
+    generate_edits,
+    one_writer,
+    prepare,
+    select,
+    train_baseline,
+)
 from models.benchmarks.consistency import consistency_table, consistent
 from models.benchmarks.episodes import variants
 from models.benchmarks.long_tail import BASELINE, long_tail_edits, long_tail_settings, result_row, summarise_seeds
@@ -32,6 +41,7 @@ from tasks.train import finetune_classifier
 
 
 @flow(name="genie-benchmark-long-tail")
+@one_writer
 def genie_benchmark_long_tail(settings: Settings) -> dict:
     """Every variant fine-tunes each seed's long-tailed baseline; accuracy overall and per group."""
     started = time.monotonic()

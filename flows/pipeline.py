@@ -7,7 +7,16 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, ensure_generator, evaluate, generate_selection, prepare, select, train_baseline
+from flows.stages import (
+    StepLog,
+    ensure_generator,
+    evaluate,
+    generate_selection,
+    one_writer,
+    prepare,
+    select,
+    train_baseline,
+)
 from models.config import Settings
 from models.dataset import read_manifest
 from models.digests import file_digest, model_identity
@@ -43,6 +52,7 @@ STAGE_PARAMS = {
 
 
 @flow(name="genie-prepare")
+@one_writer
 def genie_prepare(settings: Settings) -> dict:
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
@@ -51,8 +61,10 @@ def genie_prepare(settings: Settings) -> dict:
 
 
 @flow(name="genie-run")
-def genie_run(settings: Settings, until: str = "evaluate") -> dict:
-    """Every stage is a cached task: a re-run with nothing changed recomputes nothing."""
+@one_writer
+def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) -> dict:
+    """Every stage is a cached task: a re-run with nothing changed recomputes nothing. One run per dataset
+    at a time: a second waits for the first, or with `wait=False` stops at once naming it."""
     if until not in STAGES:
         raise ValueError(f"--until {until}: choose one of {', '.join(STAGES)}")
     last = STAGES.index(until)
@@ -101,7 +113,8 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     # The pipeline's own champion (a baseline, or fine-tuned from one) is looked at through today's baseline:
     # the selection then follows the data and the configuration only, so nights settle and going back to
     # earlier data finds earlier work. A champion from elsewhere is looked at itself.
-    selector = baseline if champion.info["role"] in ("baseline", "finetuned") else champion
+    same_classes = champion.info["classes"] == split.info["classes"]
+    selector = baseline if champion.info["role"] in ("baseline", "finetuned") or not same_classes else champion
     champion_val = evaluate(settings, selector, split, step_log, "evaluate-selector-val", workdir / "selector" / "val", "val")
     selection = select(settings, champion_val, split, step_log)
     log_files(run_id, [selection["selection"], champion_val["soft_confusion"], champion_val["confusion_plot"]],
@@ -140,6 +153,12 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     used = pd.DataFrame(generated, columns=["image", "label", "source_class"])
     registered = register_classifier(run_id, settings, data, challenger, challenger_test, "finetuned", lineage,
                                      inputs=real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)})
+    if not same_classes:  # the champion cannot be scored on data with other classes: no comparison, no promotion
+        reason = (f"promotion skipped: champion v{champion.info['version']} knows classes "
+                  f"{', '.join(champion.info['classes'])}; the data has {', '.join(split.info['classes'])}")
+        return summary | {"challenger_version": registered["version"], "promoted": False,
+                          "champion": champion.info["version"],
+                          "decision": f"challenger v{registered['version']} not promoted: {reason}"}
     if registered["version"] == champion.info["version"]:  # last night's challenger, already promoted
         champion_test = challenger_test
     else:  # the champion on the same test data, in the same run

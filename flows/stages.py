@@ -2,6 +2,8 @@
 calls a cached task and records whether it ran or came from the cache."""
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from pathlib import Path
 
@@ -12,9 +14,10 @@ from models.config import GeneratorConfig, Settings, default_ratio
 from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
 from models.lifecycle import TrainedOn, recipe, retrain_reason
+from models.locks import locked
 from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
-from tasks.editing import generate_shard
+from tasks.editing import generate_shard, sync_manifest
 from tasks.evaluate import evaluate_classifier
 from tasks.generator import train_generator_model
 from tasks.generator_registry import current_generator, register_generator, restore_generator
@@ -22,6 +25,20 @@ from tasks.selection import select_hard_negatives
 from tasks.train import train_classifier
 
 StepLog = dict[str, str]
+
+
+def one_writer(fn):
+    """A flow that holds its dataset's work folder for its whole run: a second one waits, saying who holds
+    it, or with `wait=False` (a parameter of the flow, where it has one) stops at once naming the holder."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs).arguments
+        with locked(bound["settings"].workdir, fn.__name__, bound.get("wait", True)):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def only(settings: Settings, *sections: str) -> Settings:
@@ -104,6 +121,7 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
     labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]
     results = run_verified_all(generate_shard, step_log, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")
+    sync_manifest(out_dir)
     made = {edit: result.files[key] for shard, result in zip(shards, results)
             for edit, key in zip(shard, result.info["keys"]) if key}
     fresh = [r for label, r in zip(labels, results) if step_log[label] == "ran"]  # cached shards made nothing now

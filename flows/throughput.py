@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.stages import StepLog, ensure_generator, prepare, train_baseline
+from flows.stages import StepLog, ensure_generator, one_writer, prepare, train_baseline
 from models.architectures import sd15_pipeline
 from models.benchmarks.throughput import bench_methods, bench_reference
 from models.config import Settings, default_ratio
@@ -18,6 +18,7 @@ from tasks.tracking import configure
 
 
 @flow(name="genie-benchmark-generate")
+@one_writer
 def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolution: int = 512, images: int = 64,
                              reference: bool = True) -> list[dict]:
     """Each method on the same train images (target: the next class); with `reference`, batch-1 GeNIe too."""
@@ -40,7 +41,7 @@ def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolut
             words = prompt_words([settings.prompt(c) for c in classes])
             sd15_pipeline("full" if arch == "sd15" else "tiny", resolution, words, Path(folder) / "tok").save_pretrained(
                 Path(folder) / "model")
-            engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance)
+            engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance, g.allow_pickle)
             rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, batch_size=g.batch_size,
                                  methods=("genie", "img2img", "txt2img"))
         if reference:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,11 +128,16 @@ def train(
     soft = any(isinstance(label, tuple) for label in train_set[1])
     if soft and mixing:
         raise ValueError("soft labels cannot be combined with MixUp / CutMix (set augment.mixup and cutmix to 0)")
+    images = len(train_set[0])
+    if images < 2:
+        raise ValueError(f"{images} training image(s): at least 2 are needed (BatchNorm learns from two or more)")
+    batch_size = min(cfg.batch_size, images)
     train_loader = DataLoader(
         Images(*train_set, transforms(model, image_size, cfg), num_classes if soft else None, aug.label_smoothing),
-        batch_size=cfg.batch_size,
+        batch_size=batch_size,
         shuffle=True,
         generator=generator,
+        drop_last=images % batch_size == 1,  # a last batch of one image would stop BatchNorm; shuffled, none is lost
     )
     val_loader = DataLoader(Images(*val_set, transforms(model, image_size)), batch_size=256)
     mixup = (
@@ -185,7 +191,7 @@ def train(
 def save_checkpoint(path: Path, model: torch.nn.Module, name: str, classes: list[str], image_size: int) -> None:
     """The best weights plus what it takes to rebuild the model; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # unique per process
     torch.save(
         {"model": name, "classes": classes, "image_size": image_size, "state_dict": model.state_dict()}, tmp
     )

@@ -1,6 +1,7 @@
 """The one configuration: params.yaml, validated by pydantic, with command-line overrides."""
 from __future__ import annotations
 
+import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,7 @@ class DatasetConfig(Strict):
     image_size: int = Field(32, ge=8, description="side the classifier sees, in pixels")
     min_image_size: int = Field(8, ge=1, description="images smaller on either side are skipped")
     min_class_images: int = Field(3, ge=3, description="classes with fewer usable images are left out")
+    max_pixels: int = Field(4096 * 4096, ge=64, description="larger images are skipped (and reported) unread")
     split: SplitConfig = SplitConfig()
     long_tail: LongTailConfig = LongTailConfig()
 
@@ -112,13 +114,20 @@ class GeneratorConfig(Strict):
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
+    allow_pickle: bool = Field(False, description="also load pickled (.bin) diffusers weights; they can run code")
     embedded: EmbeddedLdmConfig = EmbeddedLdmConfig()
     retrain: RetrainConfig = RetrainConfig()
 
     @model_validator(mode="after")
     def _template(self) -> GeneratorConfig:
-        if "{name}" not in self.prompt:
-            raise ValueError("prompt must contain {name}")
+        try:
+            fields = {field for _, field, _, _ in string.Formatter().parse(self.prompt) if field is not None}
+        except ValueError as err:
+            raise ValueError(f"prompt {self.prompt!r}: {err}") from None
+        if fields != {"name"}:
+            unknown = sorted(fields - {"name"})
+            raise ValueError(f"prompt {self.prompt!r}: unknown placeholder {{{unknown[0]}}}; only {{name}} is filled"
+                             if unknown else "prompt must contain {name}")
         return self
 
 

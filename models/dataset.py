@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +28,7 @@ def export_digits(root: Path, size: int = 32) -> int:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    tmp = root.with_name(root.name + ".partial")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    tmp = root.with_name(f"{root.name}.{os.getpid()}.partial")  # unique per process
     for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
         grey = Image.fromarray(np.round(pixels * 255 / 16).astype(np.uint8), mode="L")
         image = grey.resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
@@ -39,7 +36,10 @@ def export_digits(root: Path, size: int = 32) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"{index:04d}.png", format="PNG")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(root)
+    try:
+        tmp.rename(root)
+    except OSError:  # another process exported first: the same bytes
+        shutil.rmtree(tmp)
     return len(digits.images)
 
 
@@ -67,14 +67,24 @@ class Scan:
     classes: list[str] = field(default_factory=list)
 
 
-def _check_image(path: Path, min_size: int) -> tuple[str | None, str | None]:
+def _check_image(path: Path, root: Path, min_size: int, max_pixels: int) -> tuple[str | None, str | None]:
     """Return (skip reason, conversion note) for one file."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            return "dangling symbolic link", None
+        if not target.is_relative_to(root.resolve()):
+            return f"symbolic link leaving the dataset (to {target})", None
     if path.stat().st_size == 0:
         return "empty file (0 bytes)", None
     try:
         with Image.open(path) as image:
             mode, size = image.mode, image.size
+            if size[0] * size[1] > max_pixels:  # checked before decoding: no memory spent on it
+                return f"{size[0]}x{size[1]} is more than dataset.max_pixels ({max_pixels})", None
             image.load()
+    except Image.DecompressionBombError as err:
+        return f"decompression bomb ({err})", None
     except UnidentifiedImageError:
         return "not an image", None
     except (OSError, SyntaxError, ValueError) as err:
@@ -84,8 +94,12 @@ def _check_image(path: Path, min_size: int) -> tuple[str | None, str | None]:
     return None, None if mode == "RGB" else f"{mode} converted to RGB"
 
 
-def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3) -> Scan:
-    """Validate an ImageFolder without modifying it; bad files are skipped and reported."""
+def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3, max_pixels: int = 4096 * 4096) -> Scan:
+    """Validate an ImageFolder without modifying it; bad files are skipped and reported.
+
+    Each top-level folder is a class; images in its sub-folders belong to it too, and the report lists
+    them ("nested"). Symbolic links are followed only within the dataset.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} not found")
@@ -94,6 +108,9 @@ def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3) -
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             report.append((str(entry), "skipped", "hidden"))
+            continue
+        if entry.is_symlink() and not entry.resolve().is_relative_to(root.resolve()):
+            report.append((str(entry), "skipped", "symbolic link leaving the dataset"))
             continue
         if not entry.is_dir():
             report.append((str(entry), "skipped", "not inside a class folder"))
@@ -106,12 +123,14 @@ def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3) -
                 if name.startswith("."):
                     report.append((str(path), "skipped", "hidden file"))
                     continue
-                reason, note = _check_image(path, min_size)
+                reason, note = _check_image(path, root, min_size, max_pixels)
                 if reason:
                     report.append((str(path), "skipped", reason))
                     continue
                 if note:
                     report.append((str(path), "converted", note))
+                if Path(dirpath) != entry:
+                    report.append((str(path), "nested", f"in a sub-folder of class {entry.name!r}: counted as it"))
                 usable.append(path.relative_to(root).as_posix())
         if len(usable) < min_class_images:
             found = "no usable images" if not usable else f"only {len(usable)} usable image(s)"

@@ -1,4 +1,4 @@
-"""Hard-negative generation: edits named by content keys, written atomically, with a manifest."""
+"""Hard-negative generation: edits named by content keys, made in batches into an edit folder."""
 from __future__ import annotations
 
 import hashlib
@@ -15,12 +15,10 @@ from tqdm.auto import tqdm
 
 from models.dataset import load_rgb, seeded_rank
 from models.digests import file_digest
+from models.edit_folder import append, sync, write_image
 from models.engine import Engine, EngineError, choose_ratio
 
 METHODS = ("genie", "genie-ada", "img2img", "txt2img")
-MANIFEST = "manifest.csv"
-COLUMNS = ["key", "file", "source", "source_class", "target", "label", "method", "ratio", "ada_scores",
-           "seed", "model", "unet_evals", "seconds", "time"]
 
 
 @dataclass(frozen=True)
@@ -138,19 +136,8 @@ class EditRunner:
         return content_key(edit, source, settings)
 
     def manifest(self) -> pd.DataFrame:
-        path = self.out_dir / MANIFEST
-        return pd.read_csv(path, dtype={"source_class": str, "target": str, "label": str}) if path.exists() \
-            else pd.DataFrame(columns=COLUMNS)
-
-    def _reconcile(self) -> set[str]:
-        """Keys present both as image and manifest row; an image without its row is removed."""
-        rows = set(self.manifest()["key"])
-        for image in self.out_dir.glob("*.png"):
-            if image.stem not in rows:
-                image.unlink()
-        for partial in self.out_dir.glob("*.partial"):
-            partial.unlink()
-        return {k for k in rows if (self.out_dir / f"{k}.png").exists()}
+        """One row per image in the folder (rebuilt from the images where the manifest lacks them)."""
+        return sync(self.out_dir)
 
     def run(self, edits: list[Edit], progress: bool = True) -> dict:
         """Make every edit not yet made; return counts and throughput."""
@@ -168,7 +155,7 @@ class EditRunner:
             except (OSError, SyntaxError, ValueError) as err:
                 raise EngineError(f"source image {source}: unreadable ({err})") from None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        done = self._reconcile()
+        done = set(self.manifest()["key"])
         keyed = [(self.key(e), e) for e in edits]
         todo = list({k: e for k, e in keyed if k not in done}.items())
         stats = {"requested": len(edits), "existing": len(edits) - len(todo), "generated": 0, "dropped": 0,
@@ -190,16 +177,14 @@ class EditRunner:
                     if image is None:
                         stats["dropped"] += 1
                         continue
-                    tmp = self.out_dir / f"{key}.partial"
-                    image.save(tmp, format="PNG")
-                    tmp.replace(self.out_dir / f"{key}.png")
                     rows.append({"key": key, "file": f"{key}.png", "source": edit.source,
                                  "source_class": edit.source_class, "target": edit.target, "label": edit.label,
                                  "method": method, "ratio": chosen, "ada_scores": json.dumps(scores),
                                  "seed": edit.seed, "model": self.engine.model, "unet_evals": evals,
                                  "seconds": round(seconds, 5), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                    write_image(self.out_dir, image, rows[-1])
                     stats["generated"] += 1
-                self._append(rows)
+                append(self.out_dir, rows)
                 bar.update(len(batch))
                 bar.set_postfix(img_per_s=f"{stats['generated'] / max(1e-9, time.monotonic() - start):.1f}")
         bar.close()
@@ -207,13 +192,6 @@ class EditRunner:
         stats["images_per_second"] = stats["generated"] / stats["seconds"] if stats["seconds"] else 0.0
         stats["unet_evals_per_image"] = stats["unet_evals"] / stats["generated"] if stats["generated"] else 0.0
         return stats
-
-    def _append(self, rows: list[dict]) -> None:
-        if rows:
-            path = self.out_dir / MANIFEST
-            if path.exists() and list(pd.read_csv(path, nrows=0).columns) != COLUMNS:  # written by an older version
-                self.manifest().reindex(columns=COLUMNS).to_csv(path, index=False)
-            pd.DataFrame(rows, columns=COLUMNS).to_csv(path, mode="a", header=not path.exists(), index=False)
 
     def _make(self, method: str, ratio: float | None, edits: list[Edit]):
         """(image or None, ratio used, Ada scores, UNet evaluations) per edit."""

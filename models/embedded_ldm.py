@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -29,8 +30,9 @@ SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_st
 
 
 def prompt_words(prompts: list[str]) -> list[str]:
-    """Words as CLIP's pre-tokenizer splits them (letters / digits apart from punctuation)."""
-    return sorted({w for p in prompts for w in re.findall(r"[^\W_]+|[^\s\w]+|_", p.lower())})
+    """Words as CLIP's pre-tokenizer splits them: runs of letters, single digits ("10" is "1", "0"),
+    runs of other symbols."""
+    return sorted({w for p in prompts for w in re.findall(r"[^\W\d_]+|\d|[^\s\w]+|_", p.lower())})
 
 
 def write_tokenizer(folder: Path, words: list[str]) -> CLIPTokenizer:
@@ -169,7 +171,7 @@ def train_ldm(
 
 def save_ldm(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokenizer_files: Path) -> None:
     """A standard diffusers pipeline folder, written beside and renamed (no half-written model)."""
-    tmp = folder.with_name(folder.name + ".partial")
+    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")  # unique per process
     pipeline.save_pretrained(tmp, safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):  # older readers want these beside tokenizer.json
         (tmp / "tokenizer" / name).write_bytes((tokenizer_files / name).read_bytes())

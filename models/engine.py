@@ -31,7 +31,10 @@ def _hub_id(model: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", model) is not None
 
 
-def load_img2img(model: str, device: torch.device, dtype: torch.dtype) -> StableDiffusionImg2ImgPipeline:
+def load_img2img(model: str, device: torch.device, dtype: torch.dtype,
+                 allow_pickle: bool = False) -> StableDiffusionImg2ImgPipeline:
+    """Weights only from safetensors unless `allow_pickle`: a .bin checkpoint is a pickle, and loading one
+    runs whatever code it holds."""
     folder = Path(model).expanduser()
     if folder.exists():
         if not (folder / "model_index.json").is_file():
@@ -39,8 +42,12 @@ def load_img2img(model: str, device: torch.device, dtype: torch.dtype) -> Stable
     elif not _hub_id(model):
         raise EngineError(f"generator model {model}: folder not found (train one with `genie train-generator`)")
     try:
-        pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(str(folder) if folder.exists() else model, dtype=dtype)
+        pipeline = StableDiffusionImg2ImgPipeline.from_pretrained(str(folder) if folder.exists() else model, dtype=dtype,
+                                                                  use_safetensors=None if allow_pickle else True)
     except OSError as err:
+        if not allow_pickle and "safetensors" in str(err):
+            raise EngineError(f"generator model {model}: no safetensors weights; a pickled (.bin) checkpoint loads only "
+                              "with generator.allow_pickle: true") from None
         where = "local folder" if folder.exists() else "no such local folder, and the hub"
         raise EngineError(f"generator model {model}: cannot be loaded from the {where} ({str(err).splitlines()[0]})") from None
     pipeline.set_progress_bar_config(disable=True)
@@ -56,9 +63,10 @@ class Result:
 class Engine:
     """Image-to-image and text-to-image over one set of loaded weights."""
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", steps: int = 25, guidance: float = 7.5):
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", steps: int = 25, guidance: float = 7.5,
+                 allow_pickle: bool = False):
         self.device, self.dtype = pick_device(device, dtype)
-        self.img2img = load_img2img(model, self.device, self.dtype)
+        self.img2img = load_img2img(model, self.device, self.dtype, allow_pickle)
         self.txt2img = StableDiffusionPipeline(**self.img2img.components, requires_safety_checker=False)
         self.txt2img.set_progress_bar_config(disable=True)
         self.model, self.identity = model, model_identity(model)

@@ -1,11 +1,18 @@
 """Accuracy overall, per class and per many / medium / few-shot group; the confusion matrix."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
+
+
+def metric_key(label: str) -> str:
+    """A class name as MLflow accepts it in a metric name (letters, digits, _ - . / and space); the
+    display name stays in the confusion matrix, the predictions and the report."""
+    return re.sub(r"[^\w\-. /]", "_", label)
 
 
 def class_groups(train_counts: dict[str, int], many_shot: int, few_shot: int) -> dict[str, str]:
@@ -25,7 +32,7 @@ def evaluate_predictions(
     for index, label in enumerate(classes):
         mask = true == index
         if mask.any():
-            metrics[f"accuracy.class.{label}"] = float(correct[mask].mean())
+            metrics[f"accuracy.class.{metric_key(label)}"] = float(correct[mask].mean())
     group_of = np.array([groups.get(label, "many") for label in classes])
     for group in ("many", "medium", "few"):
         mask = np.isin(true, np.flatnonzero(group_of == group))

@@ -23,7 +23,8 @@ def restrict_split(split: Outputs, classes: list[str], out_dir: Path) -> Outputs
     kept = manifest[manifest["label"].isin(classes)]
     out_dir.mkdir(parents=True, exist_ok=True)
     kept.to_csv(out_dir / "split.csv", index=False)
-    return Outputs.of({"classes": list(classes)}, manifest=out_dir / "split.csv")
+    return Outputs.of({"classes": list(classes), "dataset_md5": split.info["dataset_md5"]},
+                      manifest=out_dir / "split.csv")
 
 
 @task(name="score-episodes", cache_policy=NO_CACHE)

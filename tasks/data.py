@@ -26,11 +26,13 @@ class DataVersion:
 def version_data(cfg: DatasetConfig) -> DataVersion:
     """Export the embedded digits if asked and absent, then `dvc add` the dataset."""
     logger = get_run_logger()
-    if not cfg.path.exists() and cfg.embedded:
+    if not cfg.path.exists() and cfg.embedded and cfg.path == DatasetConfig().path:
         count = export_digits(cfg.path, EMBEDDED_SIZE)
         logger.info("exported %d embedded digit images to %s", count, cfg.path)
-    if not cfg.path.is_dir():
-        raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found (set dataset.embedded: true for digits)")
+    if not cfg.path.is_dir():  # the embedded digits go only to their default place: a typo is not a new dataset
+        hint = f"the embedded digits are exported only to {DatasetConfig().path}" if cfg.embedded else \
+            "set dataset.embedded: true for the embedded digits"
+        raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found ({hint})")
     _, pointer = track_dataset(cfg.path)
     md5 = dvc_md5(cfg.path)  # another dataset beside it in the tracked folder leaves this unchanged
     logger.info("dataset %s at DVC md5 %s (versioned by %s)", cfg.name, md5, pointer)
@@ -40,25 +42,28 @@ def version_data(cfg: DatasetConfig) -> DataVersion:
 @cached_task(name="split-data")
 def split_data(cfg: DatasetConfig, dataset_md5: str, out_dir: Path) -> Outputs:
     """Validate every file (bad ones skipped, with reasons) and write the split manifest."""
-    scan = scan_imagefolder(cfg.path, cfg.min_image_size, cfg.min_class_images)
+    scan = scan_imagefolder(cfg.path, cfg.min_image_size, cfg.min_class_images, cfg.max_pixels)
     manifest = split_images(scan.images, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / "split.csv", index=False)
     scan.report.to_csv(out_dir / "bad_files.csv", index=False)
     counts = pd.crosstab(manifest["label"], manifest["split"])
-    info = {
+    info = {  # the dataset digest travels with the split: every step keyed by the split is keyed by the pixels
+        "dataset_md5": dataset_md5,
         "classes": scan.classes,
         "counts": {split: counts[split].to_dict() for split in counts.columns},
-        "skipped": int((scan.report["action"] != "converted").sum()),
+        "skipped": int(scan.report["action"].isin(["skipped", "class left out"]).sum()),
         "converted": int((scan.report["action"] == "converted").sum()),
+        "nested": int((scan.report["action"] == "nested").sum()),
     }
     logger = get_run_logger()
     logger.info(
-        "%d classes; %s; %d files or classes left out, %d converted (see %s)",
+        "%d classes; %s; %d files or classes left out, %d converted, %d in class sub-folders (see %s)",
         len(scan.classes),
         ", ".join(f"{s} {int(counts[s].sum())}" for s in counts.columns),
         info["skipped"],
         info["converted"],
+        info["nested"],
         out_dir / "bad_files.csv",
     )
     return Outputs.of(info, manifest=out_dir / "split.csv", report=out_dir / "bad_files.csv")

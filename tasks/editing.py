@@ -5,10 +5,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from prefect import task
 
 from models.classifier import Embedder
 from models.config import Settings
 from models.dataset import load_rgb, read_manifest, subset
+from models.edit_folder import sync
 from models.editing import Edit, EditRunner
 from models.engine import Engine
 from tasks.caching import Outputs, cached_task
@@ -16,12 +18,13 @@ from tasks.caching import Outputs, cached_task
 
 def make_engine(settings: Settings) -> Engine:
     g = settings.generator
-    return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance)
+    return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, g.allow_pickle)
 
 
 @lru_cache(maxsize=1)  # keyed by the weights digest too, so retrained weights at the same path reload
-def _shared_engine(model: str, device: str, dtype: str, steps: int, guidance: float, identity: str) -> Engine:
-    return Engine(model, device, dtype, steps, guidance)
+def _shared_engine(model: str, device: str, dtype: str, steps: int, guidance: float, allow_pickle: bool,
+                   identity: str) -> Engine:
+    return Engine(model, device, dtype, steps, guidance, allow_pickle)
 
 
 def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[str, np.ndarray]:
@@ -63,7 +66,8 @@ def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, d
     worker process the engine and Ada's class means are loaded once for all its shards.
     """
     g = settings.generator
-    engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, model_identity)
+    engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, g.allow_pickle,
+                            model_identity)
     runner = edit_runner(settings, engine, out_dir, split, classifier)
     stats = runner.run(edits, progress=False)
     keys = [key if (out_dir / f"{key}.png").exists() else None for key in map(runner.key, edits)]
@@ -71,3 +75,10 @@ def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, d
     info = stats | {"keys": keys, "labels": {k: e.label for k, e in made.items()},
                     "sources": {k: e.source_class for k, e in made.items()}}
     return Outputs.of(info, **{key: out_dir / f"{key}.png" for key in made})
+
+
+@task(name="sync-manifest")
+def sync_manifest(out_dir: Path) -> int:
+    """The folder's manifest made to match its images, also when every shard came from the cache (a manifest
+    torn or deleted since is rebuilt). Returns the number of images listed."""
+    return len(sync(out_dir))

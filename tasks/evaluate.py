@@ -16,13 +16,16 @@ from tasks.caching import Outputs, cached_task
 
 
 @cached_task(name="evaluate-classifier")
-def evaluate_classifier(
-    model: Outputs, split: Outputs, dataset_root: Path, cfg: EvaluateConfig, out_dir: Path, on: str = "test"
-) -> Outputs:
-    """Metrics, confusion (counts and probability mass) and predictions on one split (`on`)."""
+def evaluate_classifier(model: Outputs, split: Outputs, dataset_root: Path, cfg: EvaluateConfig, out_dir: Path,
+                        on: str = "test") -> Outputs:
+    """Metrics, confusion (counts and probability mass) and predictions on one split (`on`). The split
+    names the dataset digest it was made from, so the same paths with other pixels are scored again."""
     network, meta = load_checkpoint(model["checkpoint"])
     manifest = read_manifest(split["manifest"])
     classes = meta["classes"]
+    unknown = sorted(set(manifest["label"]) - set(classes))
+    if unknown:
+        raise ValueError(f"the model knows classes {', '.join(classes)}; the data also has {', '.join(unknown)}")
     loader = DataLoader(
         Images(*subset(manifest, dataset_root, on, classes), transforms(network, meta["image_size"])),
         batch_size=256,
@@ -41,7 +44,7 @@ def evaluate_classifier(
     plot_confusion(matrix, out_dir / "confusion.png", f"{on} accuracy {metrics['accuracy']:.4f}")
     get_run_logger().info("%s accuracy %.4f on %d images", on, metrics["accuracy"], len(true))
     return Outputs.of(
-        {"metrics": metrics, "groups": groups},
+        {"metrics": metrics, "groups": groups, "classes": classes},
         metrics=out_dir / "metrics.json",
         confusion=out_dir / "confusion.csv",
         confusion_plot=out_dir / "confusion.png",

@@ -1,11 +1,11 @@
 """The MLflow model registry: register once per checkpoint, guarded promotion, lineage."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -36,10 +36,29 @@ def alias_version(name: str, alias: str = CHAMPION) -> str | None:
         return None
 
 
+SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{package}=={version(package)}" for package in ("torch", "timm", "numpy")]
+    return [f"{package}=={version(package)}" for package in ("torch", "timm", "numpy", "pandas", "pillow",
+                                                              "safetensors", "mlflow")]
+
+
+def log_classifier(checkpoint: Path, folder: Path):
+    """Log the classifier as a pyfunc model from code: weights in safetensors, a JSON card, models/serving.py.
+    Loading it runs that file and reads tensors; nothing is unpickled."""
+    from safetensors.torch import save_file
+
+    network, meta = load_checkpoint(checkpoint)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "weights.safetensors")
+    card = {key: meta[key] for key in ("model", "classes", "image_size")}
+    (folder / "card.json").write_text(json.dumps(card, indent=2))
+    return mlflow.pyfunc.log_model(name="model", python_model=str(SERVING), pip_requirements=_requirements(),
+                                   artifacts={"weights": str(folder / "weights.safetensors"),
+                                              "card": str(folder / "card.json")})
 
 
 @task(name="register-classifier")
@@ -49,8 +68,8 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
     """Log and register the model once per checkpoint, in a run nested under the pipeline run, with the
     data it was trained on (`inputs`: name -> rows, source, digest) as MLflow dataset inputs.
 
-    Registration is keyed by the checkpoint's digest, so a cached re-run finds the
-    version it registered before instead of adding a copy.
+    Registration is keyed by the checkpoint's digest, given with the version as it is created, so a
+    cached re-run (or one after a kill) finds the version it registered before instead of adding a copy.
     """
     logger = get_run_logger()
     client = MlflowClient()
@@ -63,8 +82,7 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
     parent = client.get_run(run_id)
     child = client.create_run(parent.info.experiment_id, run_name=role,
                               tags={"mlflow.parentRunId": run_id, "dataset_md5": data.md5, "role": role})
-    network, meta = load_checkpoint(model["checkpoint"])
-    example = np.zeros((1, 3, meta["image_size"], meta["image_size"]), dtype=np.float32)
+    classes = evaluation.info["classes"]
     with mlflow.start_run(run_id=child.info.run_id):
         for label, (frame, source, digest) in (inputs or {}).items():  # what it was trained on: name -> rows
             with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source kinds
@@ -74,17 +92,14 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
         for row in model.info["history"]:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
-        mlflow.log_params(settings.classifier.model_dump(mode="json") | {"classes": ",".join(meta["classes"])})
+        mlflow.log_params(settings.classifier.model_dump(mode="json") | {"classes": ",".join(classes)})
         mlflow.log_artifact(str(evaluation["confusion_plot"]), "evaluation")
         mlflow.log_artifact(str(model["checkpoint"]), "checkpoint")
-        info = mlflow.pytorch.log_model(network, name="model", input_example=example, pip_requirements=_requirements(),
-                                        serialization_format="pickle", registered_model_name=name)
-    version = str(info.registered_model_version)
+        info = log_classifier(model["checkpoint"], Path(model["checkpoint"]).parent / "pyfunc")
     tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
-            "test_accuracy": f"{metrics['accuracy']:.4f}", "classes": ",".join(meta["classes"]),
+            "test_accuracy": f"{metrics['accuracy']:.4f}", "classes": ",".join(classes),
             "pipeline_run_id": run_id, "git_commit": parent.data.tags.get("git_commit", "none"), **(lineage or {})}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
+    version = str(mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()}).version)
     logger.info("registered %s version %s (%s)", name, version, role)
     return {"name": name, "version": version, "run_id": child.info.run_id, "new": True}
 
@@ -112,7 +127,9 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
     found = MlflowClient().get_model_version(name, version)
     folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
                                                       dst_path=str(out_dir)))
-    return Outputs.of({"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role")},
+    info = {"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role"),
+            "classes": found.tags.get("classes", "").split(",")}
+    return Outputs.of(info,
                       checkpoint=folder / "model.pt")
 
 
@@ -126,6 +143,9 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
         return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
     promoted, reason = decide(challenger_metrics, champion_metrics, settings.promote.min_improvement,
                               settings.promote.few_shot_tolerance)
+    rolled_back = client.get_model_version(name, challenger).tags.get("rolled_back") == "true"
+    if promoted and rolled_back:  # a demoted version is crowned again only by hand
+        promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
     tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
             "compared_with_version": champion, "champion_test_accuracy": f"{champion_metrics['accuracy']:.4f}",
             "challenger_test_accuracy": f"{challenger_metrics['accuracy']:.4f}"}
@@ -142,7 +162,8 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
 
 
 def set_champion(name: str, version: str) -> str | None:
-    """Point `champion` at a version, keeping the one it replaces as `previous-champion`."""
+    """Point `champion` at a version, keeping the one it replaces as `previous-champion`. Moving the
+    aliases is idempotent: after a kill between the two moves, running it again finishes the job."""
     client = MlflowClient()
     client.get_model_version(name, version)  # raises for an unknown version
     current = alias_version(name)
@@ -152,12 +173,31 @@ def set_champion(name: str, version: str) -> str | None:
     return current
 
 
-def rollback(name: str) -> str:
-    previous = alias_version(name, PREVIOUS)
+def promote_by_hand(name: str, version: str) -> str | None:
+    """`genie promote VERSION`: crown it, clearing a rollback mark."""
+    before = set_champion(name, version)
+    client = MlflowClient()
+    for key in ("rolled_back", "rolled_back_reason"):
+        try:
+            client.delete_model_version_tag(name, version, key)
+        except MlflowException:  # no such tag
+            pass
+    client.set_model_version_tag(name, version, "promotion", "promoted by hand")
+    return before
+
+
+def rollback(name: str, reason: str = "rolled back by hand") -> tuple[str, str]:
+    """Give `champion` back to the previous champion; the demoted version is marked so that no night crowns
+    it again automatically. Returns (demoted, champion)."""
+    previous, current = alias_version(name, PREVIOUS), alias_version(name)
     if previous is None:
         raise ValueError(f"{name}: no previous champion to roll back to")
-    set_champion(name, previous)
-    return previous
+    client = MlflowClient()
+    client.set_model_version_tag(name, current, "rolled_back", "true")
+    client.set_model_version_tag(name, current, "rolled_back_reason", reason)
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    return current, previous
 
 
 def lineage(reference: str) -> dict:

@@ -44,16 +44,36 @@ def tracked_target(path: Path, root: Path = Path(".")) -> Path:
     return Path(relative.parts[0])
 
 
-def dvc_md5(folder: Path) -> str:
-    """DVC's md5 of a folder, computed the way `dvc add` does, without touching the repository."""
+def dvc_md5(folder: Path, root: Path = Path(".")) -> str:
+    """DVC's md5 of a folder, computed the way `dvc add` does (the project's .dvcignore applied),
+    without touching the repository."""
+    from dvc.ignore import DvcIgnoreFilter
     from dvc_data.hashfile.build import build
     from dvc_data.hashfile.db import HashFileDB
     from dvc_objects.fs.local import LocalFileSystem
     from dvc_objects.fs.memory import MemoryFileSystem
 
-    _, _, tree = build(HashFileDB(MemoryFileSystem(), "/odb"), str(folder.resolve()), LocalFileSystem(), "md5",
-                       dry_run=True)
+    fs = LocalFileSystem()
+    _, _, tree = build(HashFileDB(MemoryFileSystem(), "/odb"), str(folder.resolve()), fs, "md5", dry_run=True,
+                       ignore=DvcIgnoreFilter(fs, str(root.resolve())))
     return tree.hash_info.value
+
+
+def ignore_links(folder: Path, root: Path = Path(".")) -> list[str]:
+    """Symbolic links under `folder` that lead nowhere or out of it, added to the project's .dvcignore: DVC cannot
+    hash the first and would copy the second into the dataset; the dataset scan skips both with a reason.
+    Returns the paths added."""
+    inside = (root / folder).resolve()
+    links = sorted(p.absolute().relative_to(root.resolve()).as_posix() for p in (root / folder).rglob("*")
+                   if p.is_symlink() and (not p.exists() or not p.resolve().is_relative_to(inside)))
+    path = root / ".dvcignore"
+    known = set(path.read_text().splitlines()) if path.exists() else set()
+    added = [link for link in links if f"/{link}" not in known]
+    if added:
+        with open(path, "a") as handle:
+            handle.write("# symbolic links leading nowhere or out of the data, left out of versioning by genie-flow\n")
+            handle.writelines(f"/{link}\n" for link in added)
+    return added
 
 
 def track(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
@@ -64,8 +84,9 @@ def track(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
     """
     pointer = folder.with_name(folder.name + ".dvc")
     if os.environ.get("DVC_STAGE"):
-        return dvc_md5(root / folder), pointer
+        return dvc_md5(root / folder, root), pointer
     ensure_repo(root)
+    ignore_links(folder, root)
     dvc("add", folder.as_posix(), cwd=root)
     return yaml.safe_load((root / pointer).read_text())["outs"][0]["md5"], pointer
 
@@ -96,5 +117,5 @@ def version_generated(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
     """The generated images' DVC md5. Where dvc.yaml declares them (the generate stage), DVC
     versions them through dvc.lock; elsewhere they get a .dvc pointer of their own."""
     if (root / "dvc.yaml").is_file() or os.environ.get("DVC_STAGE"):
-        return dvc_md5(root / folder), root / "dvc.lock"
+        return dvc_md5(root / folder, root), root / "dvc.lock"
     return track(folder, root)

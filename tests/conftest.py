@@ -23,6 +23,16 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect API for the whole session (each start costs seconds); yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """A migrated MLflow SQLite DB, copied per test (migrating a fresh one costs seconds)."""
     import mlflow
@@ -37,9 +47,12 @@ def mlflow_template(tmp_path_factory) -> Path:
 @pytest.fixture
 def project(tmp_path, monkeypatch, mlflow_template) -> Path:
     """An empty project folder as cwd, with its own MLflow store."""
+    import mlflow
+
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # this process's client too, not only children
     return tmp_path
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 
 from models.config import Settings
 from models.digests import model_identity
-from models.editing import MANIFEST, Edit
+from models.edit_folder import read_manifest
+from models.editing import Edit
 from models.engine import pick_device
 
 RESULTS = "results.json"
@@ -91,7 +92,7 @@ def cost_rows(made: dict[Edit, str], edits_of: dict[str, list[Edit]]) -> pd.Data
             continue
         folder = files[0].parent
         if folder not in manifests:
-            manifests[folder] = pd.read_csv(folder / MANIFEST).drop_duplicates("file").set_index("file")
+            manifests[folder] = read_manifest(folder).drop_duplicates("file").set_index("file")
         kept = manifests[folder].reindex([f.name for f in files])
         rows.append({"variant": label, "images": len(files), "unet_evals_per_image": kept["unet_evals"].mean(),
                      "seconds_per_image": kept["seconds"].mean() if "seconds" in kept else np.nan})

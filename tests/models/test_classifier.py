@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -74,3 +75,18 @@ def test_soft_labels_mix_source_and_target(digits):
     with pytest.raises(ValueError, match="soft labels cannot be combined with MixUp"):
         train((paths, soft), (paths, labels), 10, 32, ClassifierConfig(model="test_resnet", epochs=1,
                                                                         augment={"mixup": 0.2}), False)
+
+
+@pytest.mark.parametrize("images", [2, 3, 4, 5, 9, 13])  # below, at and above the batch, and batch * k + 1
+def test_training_works_for_any_number_of_images(digits, images):
+    paths = sorted(digits.glob("*/*.png"))[::97][:images]
+    labels = [int(p.parent.name) % 3 for p in paths]
+    cfg = ClassifierConfig(model="test_resnet", epochs=2, batch_size=4, warmup_epochs=1)
+    trained = train((paths, labels), (paths[:2], labels[:2]), 3, 32, cfg, False)
+    assert len(trained.history) == 2 and all(np.isfinite(h["train_loss"]) for h in trained.history)
+
+
+def test_one_image_is_a_clear_error(digits):
+    path = next(digits.glob("0/*.png"))
+    with pytest.raises(ValueError, match="1 training image"):
+        train(([path], [0]), ([path], [0]), 2, 32, ClassifierConfig(model="test_resnet", epochs=1), False)

@@ -1,5 +1,5 @@
 """The embedded diffusion model: its tokenizer, training and the pipeline folder it is saved as."""
-from models.embedded_ldm import write_tokenizer
+from models.embedded_ldm import prompt_words, write_tokenizer
 from tests.models.tiny_ldm import WORDS
 
 
@@ -15,3 +15,10 @@ def test_saved_model_is_a_standard_pipeline_folder(embedded):
                  "tokenizer/vocab.json", "tokenizer/merges.txt", "README.md"):
         assert (folder / name).is_file(), name
     assert not folder.with_name("model.partial").exists()
+
+
+def test_numbers_and_symbols_split_as_clip_splits_them(tmp_path):
+    words = prompt_words(["a photo of a 10.", "a photo of a x_y."])
+    assert words == [".", "0", "1", "_", "a", "of", "photo", "x", "y"]
+    tokenizer = write_tokenizer(tmp_path, words)
+    assert tokenizer.tokenize("a photo of a 10.") == ["a</w>", "photo</w>", "of</w>", "a</w>", "1</w>", "0</w>", ".</w>"]

@@ -39,3 +39,14 @@ def test_ada_picks_the_ratio_after_the_largest_jump():
     assert (r, index) == (0.7, 2)
     v = target - source
     assert np.allclose(scores[1], abs((candidates[2] - candidates[1]) @ v) / np.linalg.norm(v))
+
+
+def test_pickled_weights_load_only_when_allowed(tmp_path):
+    from models.architectures import sd15_pipeline
+    from tests.models.tiny_ldm import WORDS
+
+    sd15_pipeline("tiny", 64, WORDS, tmp_path / "tokenizer").save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert list((tmp_path / "bin" / "unet").glob("*.bin")) and not list((tmp_path / "bin" / "unet").glob("*.safetensors"))
+    with pytest.raises(EngineError, match=r"no safetensors weights; .* generator.allow_pickle: true"):
+        Engine(str(tmp_path / "bin"), steps=2)
+    assert Engine(str(tmp_path / "bin"), steps=2, allow_pickle=True).size == 64

@@ -1,0 +1,55 @@
+"""File locks that name their holder: one writer per work folder, short critical sections per manifest."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+WRITER = ".lock"  # held for a whole run
+MANIFEST_LOCK = ".manifest.lock"  # held while a manifest is read and replaced
+
+
+class Busy(RuntimeError):
+    """The folder is held by another writer (the message names it)."""
+
+
+def holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
+    return f"pid {info.get('pid')} on {info.get('host')} ({info.get('what', 'a writer')}, since {since})"
+
+
+@contextmanager
+def locked(folder: Path, what: str = "", wait: bool = True, name: str = WRITER,
+           say=lambda text: print(text, file=sys.stderr)):
+    """Hold `folder`'s lock for the block. Busy: wait (saying once who holds it) or, with wait=False, raise Busy.
+    The lock is the kernel's (flock), so a killed holder releases it; the writer lock's file names the last
+    holder, a manifest lock's stays empty (it lives among versioned files, whose digest must not move)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise Busy(f"{folder} is in use by {holder(path)}; try again later or drop --no-wait") from None
+            say(f"waiting for {folder}: in use by {holder(path)}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        if name == WRITER:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
+                                     "what": what}))
+            handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock

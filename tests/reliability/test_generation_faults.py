@@ -1,0 +1,83 @@
+"""Generation survives kills, a second writer, and a torn or missing manifest: every edit exactly once."""
+import json
+import os
+import signal
+import time
+
+import pandas as pd
+from PIL import Image
+
+from models.locks import locked
+
+FOLDER = "artifacts/digits/generated/genie"
+EDITS = ["generate", "--method", "genie", "--per-class", "12"]  # 120 edits
+
+
+def summary(process) -> dict:
+    assert process.returncode == 0, process.stderr[-3000:]
+    return json.loads(process.stdout[process.stdout.index("{"):])
+
+
+def assert_each_edit_once(project, count: int):
+    folder = project / FOLDER
+    manifest = pd.read_csv(folder / "manifest.csv")
+    images = sorted(p.stem for p in folder.glob("*.png"))
+    assert len(images) == count and manifest["key"].is_unique and sorted(manifest["key"]) == images
+    for path in folder.glob("*.png"):
+        with Image.open(path) as image:
+            image.load()
+
+
+def test_killed_three_times_then_resumed(project, genie):
+    assert genie("train-generator").returncode == 0
+    folder = project / FOLDER
+    for _ in range(3):
+        process = genie(*EDITS, background=True)
+        before = len(list(folder.glob("*.png"))) if folder.exists() else 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if folder.exists() and len(list(folder.glob("*.png"))) >= before + 8:
+                break
+            time.sleep(0.05)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had already finished
+            pass
+        process.wait()
+    done = summary(genie(*EDITS))
+    assert done["requested"] == 120 and done["existing"] >= 24  # earlier work kept
+    assert_each_edit_once(project, 120)
+    assert summary(genie(*EDITS))["generated"] == 0
+
+
+def test_a_second_writer_waits_or_stops_naming_the_holder(project, genie):
+    assert genie("train-generator").returncode == 0
+    with locked(project / "artifacts/digits", "a nightly run"):  # another writer holds the dataset
+        busy = genie(*EDITS, "--no-wait")
+        assert busy.returncode == 1 and busy.stderr.strip().splitlines()[-1].startswith(
+            f"error: artifacts/digits is in use by pid {os.getpid()} on ")
+        waiting = genie(*EDITS, background=True)
+        line = waiting.stderr.readline()
+        while line and not line.startswith("waiting for"):
+            line = waiting.stderr.readline()
+        assert line.startswith(f"waiting for artifacts/digits: in use by pid {os.getpid()}") and waiting.poll() is None
+        assert not (project / FOLDER).exists()  # nothing made while it waits
+    out, err = waiting.communicate(timeout=600)
+    assert waiting.returncode == 0, err[-3000:]
+    assert json.loads(out[out.index("{"):])["generated"] == 120
+    assert summary(genie(*EDITS))["generated"] == 0
+    assert_each_edit_once(project, 120)
+
+
+def test_torn_or_missing_manifest_loses_no_image(project, genie):
+    assert summary(genie(*EDITS))["generated"] == 120
+    manifest = project / FOLDER / "manifest.csv"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) // 2])  # a write cut short
+    assert summary(genie(*EDITS))["generated"] == 0
+    assert_each_edit_once(project, 120)
+    manifest.unlink()
+    (project / FOLDER / "notes.png").write_bytes(b"not an edit")
+    assert summary(genie(*EDITS))["generated"] == 0
+    assert_each_edit_once(project, 120)
+    assert (project / FOLDER / "stray" / "notes.png").is_file()  # moved aside, not deleted

@@ -1,0 +1,121 @@
+"""The registry after a night: a rolled-back version stays down, and the champion is a model people can use."""
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from prefect.logging import disable_run_logger
+
+from models.classifier import classify
+from models.config import Settings
+from tasks.registry import promote_if_better
+
+NAME = "digits-classifier"
+
+
+def test_rollback_then_a_night_keeps_the_demoted_version_down(project, genie):
+    night = genie("run", "--set", "promote.min_improvement=0.0")
+    assert night.returncode == 0, night.stderr[-3000:]
+    summary = json.loads(night.stdout[night.stdout.index("{"):])
+    baseline, challenger = summary["baseline_version"], summary["challenger_version"]
+    assert genie("promote", challenger).returncode == 0
+    rolled = genie("rollback", "--reason", "worse in production")
+    assert rolled.returncode == 0 and f"version {challenger} is marked rolled back" in rolled.stdout
+    client = MlflowClient()
+    tags = client.get_model_version(NAME, challenger).tags
+    assert (tags["rolled_back"], tags["rolled_back_reason"]) == ("true", "worse in production")
+
+    again = genie("run")  # the same data: the same challenger is found again by its digest
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == baseline
+    with disable_run_logger():  # even a clear win does not crown it automatically
+        decision = promote_if_better.fn(Settings(), challenger, {"accuracy": 1.0}, baseline, {"accuracy": 0.5})
+    assert not decision["promoted"] and "was rolled back" in decision["reason"]
+
+    assert genie("promote", challenger).returncode == 0  # by hand it can, and the mark goes
+    assert "rolled_back" not in client.get_model_version(NAME, challenger).tags
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == challenger
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_champion_takes_raw_images_in_process_and_over_rest(project, genie, digits):
+    night = genie("run", "--until", "baseline")
+    assert night.returncode == 0, night.stderr[-3000:]
+    files = sorted(digits.glob("*/*.png"))[::180][:8]
+    arrays = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in files])  # uint8, N x 32 x 32 x 3
+
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    predicted = model.predict(arrays)
+    classes = [str(c) for c in range(10)]
+    assert list(predicted.columns) == ["label", *classes]
+    assert np.allclose(predicted[classes].sum(1), 1, atol=1e-5)
+    checkpoint = next((project / "artifacts/digits/.store/baseline").glob("*/model.pt"))
+    probabilities, names = classify(checkpoint, files)  # the pipeline's own preprocessing
+    assert list(predicted["label"]) == [names[i] for i in probabilities.argmax(1)]
+    assert np.allclose(predicted[classes].to_numpy(), probabilities, atol=1e-4)
+    assert model.predict(arrays[0])["label"][0] == predicted["label"][0]  # one image
+    as_bytes = pd.DataFrame({"image": [p.read_bytes() for p in files]})  # file bytes
+    assert list(model.predict(as_bytes)["label"]) == list(predicted["label"])
+
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion"))
+    stored = {p.name for p in local.rglob("*") if p.is_file()}
+    assert "weights.safetensors" in stored and not any(n.endswith((".pkl", ".pt", ".pth")) for n in stored)
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                               f"models:/{NAME}@champion", "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "mlflow models serve did not start"
+            time.sleep(1)
+        buffer = io.BytesIO()
+        Image.open(files[0]).save(buffer, format="PNG")
+        request = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(buffer.getvalue()).decode()]]}}
+        answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json=request, timeout=60)
+        assert answer.status_code == 200, answer.text
+        [row] = answer.json()["predictions"]
+        assert row["label"] == predicted["label"][0] and abs(sum(row[c] for c in classes) - 1) < 1e-5
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+        server.wait()
+
+
+def test_a_new_class_registers_the_challenger_and_skips_promotion(project, genie):
+    assert genie("run").returncode == 0
+    new = project / "data/digits/10"  # a new class: ones turned on their side
+    new.mkdir()
+    for path in sorted((project / "data/digits/1").glob("*.png"))[:12]:
+        Image.open(path).rotate(90).save(new / path.name)
+    night = genie("run")
+    assert night.returncode == 0, night.stderr[-3000:]
+    summary = json.loads(night.stdout[night.stdout.index("{"):])
+    assert summary["generator"].startswith("train-generator: trained (class set changed (+10))")
+    assert summary["decision"].startswith(f"challenger v{summary['challenger_version']} not promoted: promotion "
+                                          f"skipped: champion v{summary['champion']} knows classes 0, 1, 2")
+    assert summary["decision"].endswith("the data has 0, 1, 10, 2, 3, 4, 5, 6, 7, 8, 9")
+    assert "Traceback" not in night.stderr
