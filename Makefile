@@ -28,8 +28,9 @@ browser:
 run: install
 	$(BIN)/genie run
 
+# Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread).
 test: install browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The evidence: both benchmarks on the configured dataset, then the report (about 30 min on 2 CPU cores).
 benchmarks: install browser

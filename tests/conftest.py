@@ -5,6 +5,8 @@ import tempfile
 from pathlib import Path
 
 _HOME = Path(tempfile.mkdtemp(prefix="genie-tests-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one torch thread each, children included
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.update(
     {
         "PREFECT_HOME": str(_HOME / "prefect"),

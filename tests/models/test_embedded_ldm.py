@@ -22,3 +22,21 @@ def test_numbers_and_symbols_split_as_clip_splits_them(tmp_path):
     assert words == [".", "0", "1", "_", "a", "of", "photo", "x", "y"]
     tokenizer = write_tokenizer(tmp_path, words)
     assert tokenizer.tokenize("a photo of a 10.") == ["a</w>", "photo</w>", "of</w>", "a</w>", "1</w>", "0</w>", ".</w>"]
+
+
+def test_the_embedded_model_trains_on_fewer_images_than_a_batch(digits, tmp_path):
+    import numpy as np
+    import torch
+
+    from models.config import EmbeddedLdmConfig
+    from models.dataset import load_rgb
+    from models.embedded_ldm import train_ldm
+    from tests.models.tiny_ldm import PROMPTS
+
+    paths = [next((digits / c).glob("*.png")) for c in "012"]  # 3 images, batches of 64
+    images = torch.stack([torch.from_numpy(np.asarray(load_rgb(p), dtype=np.float32) / 255).permute(2, 0, 1)
+                          for p in paths])
+    tokenizer = write_tokenizer(tmp_path, WORDS)
+    _, stats = train_ldm(images, torch.tensor([0, 1, 2]), PROMPTS, tokenizer,
+                         EmbeddedLdmConfig(vae_steps=2, unet_steps=2, batch_size=64), False)
+    assert np.isfinite(stats["unet_loss"]) and np.isfinite(stats["vae_mse"])

@@ -11,6 +11,8 @@ from models.locks import locked
 
 FOLDER = "artifacts/digits/generated/genie"
 EDITS = ["generate", "--method", "genie", "--per-class", "12"]  # 120 edits
+KILLED = "artifacts/digits/generated/txt2img"
+KILLED_EDITS = ["generate", "--method", "txt2img", "--per-class", "12"]
 
 
 def summary(process) -> dict:
@@ -18,8 +20,8 @@ def summary(process) -> dict:
     return json.loads(process.stdout[process.stdout.index("{"):])
 
 
-def assert_each_edit_once(project, count: int):
-    folder = project / FOLDER
+def assert_each_edit_once(project, count: int, folder: str = FOLDER):
+    folder = project / folder
     manifest = pd.read_csv(folder / "manifest.csv")
     images = sorted(p.stem for p in folder.glob("*.png"))
     assert len(images) == count and manifest["key"].is_unique and sorted(manifest["key"]) == images
@@ -28,30 +30,7 @@ def assert_each_edit_once(project, count: int):
             image.load()
 
 
-def test_killed_three_times_then_resumed(project, genie):
-    assert genie("train-generator").returncode == 0
-    folder = project / FOLDER
-    for _ in range(3):
-        process = genie(*EDITS, background=True)
-        before = len(list(folder.glob("*.png"))) if folder.exists() else 0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if folder.exists() and len(list(folder.glob("*.png"))) >= before + 8:
-                break
-            time.sleep(0.05)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:  # it had already finished
-            pass
-        process.wait()
-    done = summary(genie(*EDITS))
-    assert done["requested"] == 120 and done["existing"] >= 24  # earlier work kept
-    assert_each_edit_once(project, 120)
-    assert summary(genie(*EDITS))["generated"] == 0
-
-
 def test_a_second_writer_waits_or_stops_naming_the_holder(project, genie):
-    assert genie("train-generator").returncode == 0
     with locked(project / "artifacts/digits", "a nightly run"):  # another writer holds the dataset
         busy = genie(*EDITS, "--no-wait")
         assert busy.returncode == 1 and busy.stderr.strip().splitlines()[-1].startswith(
@@ -70,7 +49,7 @@ def test_a_second_writer_waits_or_stops_naming_the_holder(project, genie):
 
 
 def test_torn_or_missing_manifest_loses_no_image(project, genie):
-    assert summary(genie(*EDITS))["generated"] == 120
+    assert summary(genie(*EDITS))["generated"] == 0  # made by the test before
     manifest = project / FOLDER / "manifest.csv"
     text = manifest.read_text()
     manifest.write_text(text[: len(text) // 2])  # a write cut short
@@ -81,3 +60,24 @@ def test_torn_or_missing_manifest_loses_no_image(project, genie):
     assert summary(genie(*EDITS))["generated"] == 0
     assert_each_edit_once(project, 120)
     assert (project / FOLDER / "stray" / "notes.png").is_file()  # moved aside, not deleted
+
+
+def test_killed_three_times_then_resumed(project, genie):
+    folder = project / KILLED
+    for _ in range(3):
+        process = genie(*KILLED_EDITS, background=True)
+        before = len(list(folder.glob("*.png"))) if folder.exists() else 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if folder.exists() and len(list(folder.glob("*.png"))) >= before + 8:
+                break
+            time.sleep(0.05)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had already finished
+            pass
+        process.wait()
+    done = summary(genie(*KILLED_EDITS))
+    assert done["requested"] == 120 and done["existing"] >= 24  # earlier work kept
+    assert_each_edit_once(project, 120, KILLED)
+    assert summary(genie(*KILLED_EDITS))["generated"] == 0
