@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 
 from models.config import ClassifierConfig
 from models.dataset import load_rgb
+from models.locks import partial_path
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def train(
 def save_checkpoint(path: Path, model: torch.nn.Module, name: str, classes: list[str], image_size: int) -> None:
     """The best weights plus what it takes to rebuild the model; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")  # unique per process
+    tmp = partial_path(path)
     torch.save(
         {"model": name, "classes": classes, "image_size": image_size, "state_dict": model.state_dict()}, tmp
     )

@@ -12,6 +12,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from models.config import DatasetConfig
+from models.locks import partial_path
 
 
 class DatasetError(ValueError):
@@ -28,7 +29,7 @@ def export_digits(root: Path, size: int = 32) -> int:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    tmp = root.with_name(f"{root.name}.{os.getpid()}.partial")  # unique per process
+    tmp = partial_path(root)
     for index, (pixels, label) in enumerate(zip(digits.images, digits.target)):
         grey = Image.fromarray(np.round(pixels * 255 / 16).astype(np.uint8), mode="L")
         image = grey.resize((size, size), Image.Resampling.BILINEAR).convert("RGB")

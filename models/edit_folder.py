@@ -5,14 +5,12 @@ complete edit are moved aside to `stray/`, never deleted."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image, PngImagePlugin
 
-from models.locks import MANIFEST_LOCK, locked
+from models.locks import MANIFEST_LOCK, locked, partial_path, writer_alive
 
 MANIFEST = "manifest.csv"
 COLUMNS = ["key", "file", "source", "source_class", "target", "label", "method", "ratio", "ada_scores",
@@ -26,7 +24,7 @@ def write_image(folder: Path, image: Image.Image, row: dict) -> None:
     """`row["file"]` appears complete or not at all, with the row inside it."""
     info = PngImagePlugin.PngInfo()
     info.add_text(CHUNK, json.dumps({k: v for k, v in row.items() if k not in TIMING}))
-    partial = folder / f".{row['key']}.{socket.gethostname()}.{os.getpid()}.partial"
+    partial = partial_path(folder / row["file"])
     image.save(partial, format="PNG", pnginfo=info)
     partial.replace(folder / row["file"])
 
@@ -53,23 +51,9 @@ def read_manifest(folder: Path) -> pd.DataFrame | None:
 
 
 def _write_manifest(folder: Path, frame: pd.DataFrame) -> None:
-    partial = folder / f".{MANIFEST}.{socket.gethostname()}.{os.getpid()}.partial"
+    partial = partial_path(folder / MANIFEST)
     frame.reindex(columns=COLUMNS).to_csv(partial, index=False)
     partial.replace(folder / MANIFEST)
-
-
-def _alive(partial: Path) -> bool:
-    """A partial file still being written: its writer runs on this host."""
-    *_, host, pid, _ = partial.name.rsplit(".", 3)
-    if host != socket.gethostname():
-        return True  # another machine's writer: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stray(folder: Path, path: Path) -> None:
@@ -86,7 +70,7 @@ def sync(folder: Path) -> pd.DataFrame:
         before = read_manifest(folder)
         rows = {} if before is None else {r["key"]: r for r in before.to_dict("records")}
         for partial in folder.glob(".*.partial"):
-            if not _alive(partial):
+            if not writer_alive(partial):
                 _stray(folder, partial)
         present = set()
         for image in folder.glob("*.png"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from models.config import EmbeddedLdmConfig
+from models.locks import partial_path
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 32
@@ -171,7 +171,7 @@ def train_ldm(
 
 def save_ldm(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokenizer_files: Path) -> None:
     """A standard diffusers pipeline folder, written beside and renamed (no half-written model)."""
-    tmp = folder.with_name(f"{folder.name}.{os.getpid()}.partial")  # unique per process
+    tmp = partial_path(folder)
     pipeline.save_pretrained(tmp, safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):  # older readers want these beside tokenizer.json
         (tmp / "tokenizer" / name).write_bytes((tokenizer_files / name).read_bytes())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -12,6 +13,26 @@ from pathlib import Path
 
 WRITER = ".lock"  # held for a whole run
 MANIFEST_LOCK = ".manifest.lock"  # held while a manifest is read and replaced
+
+
+def partial_path(target: Path) -> Path:
+    """Where `target` is written before it is renamed into place: hidden, and unique to this process and host."""
+    return target.with_name(f".{target.name}.{os.getpid()}@{socket.gethostname()}.partial")
+
+
+def writer_alive(partial: Path) -> bool:
+    """Whether the process that is writing `partial` (a `partial_path`) may still be running: not ours to judge
+    on another host; on this one, its pid still exists."""
+    found = re.fullmatch(r"\..+\.(\d+)@(.+)\.partial", partial.name)
+    if found is None or found.group(2) != socket.gethostname():
+        return found is not None
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 class Busy(RuntimeError):

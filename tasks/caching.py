@@ -4,7 +4,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import lru_cache
@@ -16,6 +15,7 @@ from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from models.digests import file_digest
+from models.locks import partial_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("flows", "models", "tasks")  # the project's own code
@@ -122,7 +122,7 @@ class Outputs:
             if target.is_file() and file_digest(target) == self.digests[role]:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # unique per process
+            partial = partial_path(target)
             shutil.copyfile(path, partial)
             partial.replace(target)
 

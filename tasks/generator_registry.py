@@ -3,7 +3,6 @@ digest with what it was trained on, restored into its folder when a night reuses
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from prefect import get_run_logger, task
 from models.config import Settings
 from models.digests import model_identity
 from models.lifecycle import TrainedOn
+from models.locks import partial_path
 from tasks.caching import Outputs
 from tasks.data import DataVersion
 from tasks.tracking import git_commit
@@ -86,7 +86,7 @@ def restore_generator(current: RegisteredGenerator, folder: Path) -> None:
     """Put the current generator's files in `folder`, unless they are already there."""
     if folder.is_dir() and model_identity(str(folder)) == current.digest:
         return
-    partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+    partial = partial_path(folder)
     shutil.rmtree(partial, ignore_errors=True)
     downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=current.source, dst_path=str(partial)))
     shutil.rmtree(folder, ignore_errors=True)

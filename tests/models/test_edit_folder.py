@@ -1,11 +1,11 @@
 """An edit folder survives kills and other writers: images carry their rows, the manifest follows them."""
-import os
 import socket
 
 import pandas as pd
 from PIL import Image
 
 from models.edit_folder import COLUMNS, MANIFEST, append, read_record, sync, write_image
+from models.locks import partial_path
 
 
 def row(key: str) -> dict:
@@ -49,9 +49,9 @@ def test_stray_files_are_moved_aside_not_deleted(tmp_path):
     folder_with(tmp_path, ["a"])
     Image.new("RGB", (8, 8)).save(tmp_path / "junk.png")  # no edit fields
     (tmp_path / "cut.png").write_bytes((tmp_path / "a.png").read_bytes()[:40])  # cut short
-    dead = tmp_path / f".zz.{socket.gethostname()}.999999999.partial"
+    dead = tmp_path / f".zz.png.999999999@{socket.gethostname()}.partial"  # its writer was killed
     dead.write_bytes(b"half an image")
-    live = tmp_path / f".yy.{socket.gethostname()}.{os.getpid()}.partial"  # still being written
+    live = partial_path(tmp_path / "yy.png")  # still being written, by this process
     live.write_bytes(b"...")
     assert list(sync(tmp_path)["key"]) == ["a"]
     assert sorted(p.name for p in (tmp_path / "stray").iterdir()) == sorted(["junk.png", "cut.png", dead.name])
