@@ -226,6 +226,29 @@ def benchmark_long_tail(params: Params = Path("params.yaml"), set_: Set = None) 
     show_table(run_flow(genie_benchmark_long_tail, settings(params, set_)))
 
 
+@benchmark.command("ada")
+def benchmark_ada(params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """GeNIe-Ada fast against exact on benchmark.ada.pairs held-out (test) sources: how often fast picks exact's
+    r* (exactly, within 0.1), beside exact at twice the sampler steps (how much exact's own choice moves), and UNet
+    evaluations and seconds per kept image for each and GeNIe; with the few-shot benchmark's paired accuracy of
+    fast and exact when it has run. Writes artifacts/<dataset>/benchmark/ada/."""
+    from flows.ada import genie_benchmark_ada
+
+    result = run_flow(genie_benchmark_ada, settings(params, set_))
+    show_table(result)
+    for name, agree in (("fast", result["agreement"]), ("exact at 2x steps", result["exact_2x_steps_agreement"])):
+        if agree:
+            typer.echo(f"{name} picks exact's r* for {agree['same']:.1%} of {agree['pairs']} held-out pairs, "
+                       f"{agree['within_0.1']:.1%} within 0.1 (mean r*: exact {agree['mean_ratio_exact']:.3f}, "
+                       f"{name} {agree['mean_ratio_other']:.3f})")
+    for row in result["few_shot"]:
+        typer.echo(f"few-shot {row['shots']}-shot: exact {row['exact']:.2%} ± {row['exact_ci95']:.2%}, fast "
+                   f"{row['fast']:.2%} ± {row['fast_ci95']:.2%}; fast - exact {row['fast_minus_exact']:+.2%} "
+                   f"± {row['paired_ci95']:.2%} (paired, {row['episodes']} episodes)")
+    if not result["few_shot"]:
+        typer.echo("few-shot accuracy of fast and exact: run `genie benchmark few-shot`, then this again")
+
+
 def show_table(result: dict) -> None:
     import pandas as pd
 

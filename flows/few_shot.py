@@ -54,7 +54,7 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     table = fs.summarise_episodes(scores, plan)
     judged = judge_images(judge, fs.generated_images(made, edits_of, choices))
     cost = cost_rows(made, edits_of)
-    if "genie-ada" in cfg.methods:
+    if any(m.startswith("genie-ada") for m in cfg.methods):
         cost = fs.with_ada_cost(cost, choices, genie.ada_ratios)
     facts = protocol(
         settings, started, git_commit(), benchmark="few-shot", ways=cfg.ways, shots=list(cfg.shots),

@@ -83,7 +83,7 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
             tuned = run_verified(
                 finetune_classifier, seed_log, f"finetune-{name}", cfg=lt.classifier, finetune=lt.finetune,
                 dataset_root=lt.dataset.path, dataset_md5=data.md5, split=lt_split, image_size=lt.dataset.image_size,
-                base=baseline, generated=generated, generated_md5=images_digest(generated),
+                base=baseline, generated=generated, generated_md5=images_digest(generated), runtime=settings.runtime,
                 view=lt.workdir / "finetuned" / name)
             result = evaluate(lt, tuned, lt_split, seed_log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
             rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))

@@ -136,7 +136,8 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     challenger = run_verified(
         finetune_classifier, step_log, cfg=settings.classifier, finetune=settings.finetune,
         dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-        base=baseline, generated=generated, generated_md5=generated_md5, view=workdir / "finetuned",
+        base=baseline, generated=generated, generated_md5=generated_md5, runtime=settings.runtime,
+        view=workdir / "finetuned",
     )
     if last < STAGES.index("evaluate"):
         return summary

@@ -11,6 +11,7 @@ import pandas as pd
 from prefect import get_run_logger
 
 from models.config import GeneratorConfig, Settings, default_ratio
+from models.determinism import pin_runtime
 from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
 from models.lifecycle import TrainedOn, recipe, retrain_reason
@@ -29,12 +30,15 @@ StepLog = dict[str, str]
 
 def one_writer(fn):
     """A flow that holds its dataset's work folder for its whole run: a second one waits, saying who holds
-    it, or with `wait=False` (a parameter of the flow, where it has one) stops at once naming the holder."""
+    it, or with `wait=False` (a parameter of the flow, where it has one) stops at once naming the holder.
+    Every flow passes here, so its process first takes the configured torch threads and kernels: what
+    trains or generates in-process runs pinned, whether or not its task is handed the runtime."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         bound = signature.bind(*args, **kwargs).arguments
+        pin_runtime(bound["settings"].runtime)
         with locked(bound["settings"].workdir, fn.__name__, bound.get("wait", True)):
             return fn(*args, **kwargs)
 
@@ -56,7 +60,7 @@ def prepare(settings: Settings, step_log: StepLog) -> tuple[DataVersion, Outputs
 def train_baseline(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> Outputs:
     return run_verified(train_classifier, step_log, cfg=settings.classifier, dataset_root=settings.dataset.path,
                         dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-                        view=settings.workdir / "baseline")
+                        runtime=settings.runtime, view=settings.workdir / "baseline")
 
 
 def evaluate(settings: Settings, model: Outputs, split: Outputs, step_log: StepLog, label: str, out_dir: Path,
@@ -85,7 +89,7 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
         embedded=settings.generator.embedded)})
     step = train_generator_model.with_options(refresh_cache=True) if force else train_generator_model
     model = run_verified(step, step_log, "train-generator", view=folder, settings=inputs, dataset_md5=data.md5,
-                         split=split)
+                         split=split, runtime=settings.runtime)
     version = register_generator(settings, data, model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
@@ -117,7 +121,7 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
     shards = [edits[i : i + size] for i in range(0, len(edits), size)]
     common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"),
                   model_identity=model_identity(settings.generator_model), dataset_md5=data.md5, split=split,
-                  classifier=classifier, out_dir=out_dir)
+                  classifier=classifier, out_dir=out_dir, runtime=settings.runtime)
     labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]
     results = run_verified_all(generate_shard, step_log, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")

@@ -16,8 +16,9 @@ from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from models.config import ClassifierConfig
+from models.config import ClassifierConfig, RuntimeConfig
 from models.dataset import load_rgb
+from models.determinism import pin
 from models.locks import partial_path
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,6 @@ class Trained:
     history: list[dict[str, float]]
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
     predictions, labels = predict(model, loader)
     return float((predictions == labels).mean())
@@ -116,12 +110,14 @@ def train(
     cfg: ClassifierConfig,
     progress: bool = True,
     init: Path | None = None,
+    runtime: RuntimeConfig | None = None,
 ) -> Trained:
     """AdamW + per-step cosine schedule with warm-up, MixUp / CutMix optional, early stopping on val.
 
     `init`: a checkpoint to fine-tune from instead of timm's initial (or pretrained) weights.
+    `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned.
     """
-    generator = seed_everything(cfg.seed)
+    generator = pin(cfg.seed, runtime)
     model = load_checkpoint(init)[0].train() if init else build_model(cfg.model, num_classes, cfg.pretrained)
     aug = cfg.augment
     mixing = aug.mixup > 0 or aug.cutmix > 0
@@ -192,9 +188,11 @@ def save_checkpoint(path: Path, model: torch.nn.Module, name: str, classes: list
     """The best weights plus what it takes to rebuild the model; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
-    torch.save(
-        {"model": name, "classes": classes, "image_size": image_size, "state_dict": model.state_dict()}, tmp
-    )
+    # a handle, not a path: given a path, torch.save names the archive's inner folder after the temporary
+    # file, whose name holds the process id, and the same weights would give other bytes in every process
+    with open(tmp, "wb") as handle:
+        torch.save({"model": name, "classes": classes, "image_size": image_size, "state_dict": model.state_dict()},
+                   handle)
     tmp.replace(path)
 
 

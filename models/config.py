@@ -115,6 +115,7 @@ class GeneratorConfig(Strict):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$")
     allow_pickle: bool = Field(False, description="also load pickled (.bin) diffusers weights; they can run code")
+    compile: bool = Field(False, description="torch.compile the UNet: a one-off compile, then faster steps (GPU)")
     embedded: EmbeddedLdmConfig = EmbeddedLdmConfig()
     retrain: RetrainConfig = RetrainConfig()
 
@@ -135,6 +136,10 @@ class GenieConfig(Strict):
     noise_ratio: float = Field(0.8, gt=0, le=1, description="r of the `genie` method")
     ada_ratios: tuple[float, ...] = Field((0.5, 0.6, 0.7, 0.8, 0.9), min_length=2, description="GeNIe-Ada candidates")
     img2img_ratios: tuple[float, ...] = Field((0.3, 0.7), min_length=1)
+    ada_mode: Literal["fast", "exact"] = Field(
+        "exact", description="GeNIe-Ada: exact denoises every candidate in full (the reference); fast picks r* from "
+        "short probes of every candidate and denoises only r* (`genie benchmark ada` measures both)")
+    ada_probe_steps: int = Field(2, ge=1, description="fast Ada: sampler steps of each candidate's probe")
 
     @model_validator(mode="after")
     def _ratios(self) -> GenieConfig:
@@ -195,8 +200,8 @@ class FewShotBenchmarkConfig(Strict):
     episodes: int = Field(100, ge=1)
     queries: int = Field(15, ge=1, description="query images per class and episode")
     seed: int = 0
-    methods: tuple[Literal["none", "traditional", "img2img", "txt2img", "genie", "genie-ada"], ...] = (
-        "none", "traditional", "img2img", "txt2img", "genie", "genie-ada")
+    methods: tuple[Literal["none", "traditional", "img2img", "txt2img", "genie", "genie-ada", "genie-ada-fast"],
+                   ...] = ("none", "traditional", "img2img", "txt2img", "genie", "genie-ada", "genie-ada-fast")
 
 
 class LongTailBenchmarkConfig(Strict):
@@ -209,9 +214,17 @@ class LongTailBenchmarkConfig(Strict):
         "real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter")
 
 
+class AdaBenchmarkConfig(Strict):
+    """GeNIe-Ada fast against exact on held-out (test-split) sources, each with a seeded target."""
+
+    pairs: int = Field(240, ge=1, description="held-out (source, target) pairs, at most one per test image")
+    seed: int = 0
+
+
 class BenchmarkConfig(Strict):
     few_shot: FewShotBenchmarkConfig = FewShotBenchmarkConfig()
     long_tail: LongTailBenchmarkConfig = LongTailBenchmarkConfig()
+    ada: AdaBenchmarkConfig = AdaBenchmarkConfig()
     filter_threshold: float = Field(0.5, ge=0, lt=1, description="label-consistency filter: keep an edit when the "
                                     "real-data judge gives its target at least this probability")
     shard_size: int = Field(256, ge=1, description="edits per cached generation task")
@@ -224,6 +237,15 @@ class ScheduleConfig(Strict):
 
 class PathsConfig(Strict):
     artifacts: Path = Path("artifacts")
+
+
+class RuntimeConfig(Strict):
+    """How this machine runs torch: the same commit, configuration, seed and thread count give the same bytes."""
+
+    threads: int | None = Field(2, ge=1, description="torch's CPU threads (float sums are split per thread, so the "
+                                "count decides the last bits); OMP_NUM_THREADS wins when set; empty: torch's default")
+    deterministic: bool = Field(True, description="torch's deterministic kernels where it has them (a warning "
+                                "names any op that has none)")
 
 
 class Settings(Strict):
@@ -239,6 +261,7 @@ class Settings(Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     paths: PathsConfig = PathsConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")
     def _soft_labels_without_mixing(self) -> Settings:

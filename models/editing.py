@@ -18,7 +18,8 @@ from models.digests import file_digest
 from models.edit_folder import append, sync, write_image
 from models.engine import Engine, EngineError, choose_ratio
 
-METHODS = ("genie", "genie-ada", "img2img", "txt2img")
+METHODS = ("genie", "genie-ada", "img2img", "txt2img", "ada-probe")
+ADA_MODES = ("fast", "exact")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Edit:
     source: str  # path of the source image
     source_class: str
     target: str
-    method: str
+    method: str  # ada-probe: fast Ada's short look at the edit at `ratio` (not a training image)
     ratio: float | None  # None for genie-ada (it picks r*) and txt2img
     seed: int
 
@@ -123,15 +124,22 @@ class EditRunner:
 
     def __init__(self, engine: Engine, out_dir: Path, prompt: Callable[[str], str], batch_size: int = 32,
                  ada_ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), embed: Callable | None = None,
-                 target_means: dict[str, np.ndarray] | None = None):
+                 target_means: dict[str, np.ndarray] | None = None, ada_mode: str = "exact", probe_steps: int = 2):
+        if ada_mode not in ADA_MODES:
+            raise EngineError(f"unknown GeNIe-Ada mode {ada_mode!r} (choose from {', '.join(ADA_MODES)})")
         self.engine, self.out_dir, self.prompt, self.batch_size = engine, Path(out_dir), prompt, batch_size
         self.ada_ratios, self.embed, self.target_means = list(ada_ratios), embed, target_means or {}
+        self.ada_mode, self.probe_steps = ada_mode, probe_steps
         self.sampler = {"model": engine.identity, "steps": engine.steps, "guidance": engine.guidance}
 
     def key(self, edit: Edit) -> str:
         settings = {**self.sampler, "prompt": self.prompt(edit.label)}
         if edit.method == "genie-ada":
             settings["ada_ratios"] = self.ada_ratios
+            if self.ada_mode != "exact":  # exact's keys predate the modes: its images stay valid
+                settings |= {"ada_mode": self.ada_mode, "probe_steps": self.probe_steps}
+        if edit.method == "ada-probe":
+            settings["probe_steps"] = self.probe_steps
         source = file_digest(edit.source) if edit.method != "txt2img" else edit.source
         return content_key(edit, source, settings)
 
@@ -204,19 +212,45 @@ class EditRunner:
             prompts = [self.prompt(e.label) for e in edits]
             result = self.engine.edit(sources, prompts, ratio, seeds)
             return [(img, ratio, [], result.unet_evals // len(edits)) for img in result.images]
-        prompts = [self.prompt(e.target) for e in edits]  # genie-ada: every candidate, same seed
-        candidates, evals = [], 0
-        for r in self.ada_ratios:
-            result = self.engine.edit(sources, prompts, r, seeds)
-            candidates.append(result.images)
-            evals += result.unet_evals
-        out = []
+        prompts = [self.prompt(e.target) for e in edits]
+        if method == "ada-probe":
+            result = self.engine.probe(sources, prompts, [ratio], seeds, self.probe_steps)
+            return [(img, ratio, [], result.unet_evals // len(edits)) for img in result.images]
+        return self._ada(edits, sources, prompts, seeds)
+
+    def _ada(self, edits: list[Edit], sources: list, prompts: list[str], seeds: list[int]):
+        """GeNIe-Ada. exact: every candidate denoised in full, r* chosen on the finished images. fast: r*
+        chosen on short probes of every candidate (all candidates in each UNet call), then only r*
+        denoised in full; that image is the GeNIe edit at r* (same seed, same noise, same steps)."""
+        n, ratios = len(edits), self.ada_ratios
+        if self.ada_mode == "exact":
+            results = [self.engine.edit(sources, prompts, r, seeds) for r in ratios]
+            looks = [[result.images[j] for result in results] for j in range(n)]
+            evals = [sum(result.unet_evals for result in results) // n] * n
+        else:
+            probe = self.engine.probe(sources, prompts, ratios, seeds, self.probe_steps)
+            looks = [probe.images[j * len(ratios) : (j + 1) * len(ratios)] for j in range(n)]
+            evals = [probe.unet_evals // n] * n
+        complete = [j for j in range(n) if all(image is not None for image in looks[j])]
+        features = self.embed([image for j in complete for image in (sources[j], *looks[j])])  # one call
+        z_of = {j: features[i * (len(ratios) + 1) : (i + 1) * (len(ratios) + 1)] for i, j in enumerate(complete)}
+        chosen = []
         for j, edit in enumerate(edits):
-            images = [c[j] for c in candidates]
-            if any(image is None for image in images):
-                out.append((None, None, [], evals // len(edits)))
+            if j not in z_of:
+                chosen.append((None, None, []))
                 continue
-            z = self.embed([sources[j], *images])
-            r, index, scores = choose_ratio(z[0], z[1:], self.target_means[edit.target], self.ada_ratios)
-            out.append((images[index], r, [round(float(s), 5) for s in scores], evals // len(edits)))
-        return out
+            z = z_of[j]
+            r, index, scores = choose_ratio(z[0], z[1:], self.target_means[edit.target], ratios)
+            chosen.append((looks[j][index] if self.ada_mode == "exact" else None, r,
+                           [round(float(s), 5) for s in scores]))
+        if self.ada_mode == "fast":  # the chosen edits, grouped by r* so that each group shares its UNet calls
+            images = [None] * n
+            for r in sorted({r for _, r, _ in chosen if r is not None}):
+                group = [j for j, (_, rj, _) in enumerate(chosen) if rj == r]
+                result = self.engine.edit([sources[j] for j in group], [prompts[j] for j in group], r,
+                                          [seeds[j] for j in group])
+                for j, image in zip(group, result.images):
+                    images[j] = image
+                    evals[j] += result.unet_evals // len(group)
+            chosen = [(images[j], r, scores) for j, (_, r, scores) in enumerate(chosen)]
+        return [(image, r, scores, e) for (image, r, scores), e in zip(chosen, evals)]

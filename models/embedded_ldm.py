@@ -21,12 +21,14 @@ from diffusers import (
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from models.config import EmbeddedLdmConfig
+from models.config import EmbeddedLdmConfig, RuntimeConfig
+from models.determinism import pin
 from models.locks import partial_path
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 32
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+TIMING = ("train_seconds",)  # kept out of the model card: the folder's bytes depend on the inputs alone
 
 
 def prompt_words(prompts: list[str]) -> list[str]:
@@ -100,11 +102,11 @@ def _schedule(optimizer, steps: int, warmup: int = 100):
 
 def train_ldm(
     images: torch.Tensor, labels: torch.Tensor, prompts: list[str], tokenizer: CLIPTokenizer,
-    recipe: EmbeddedLdmConfig, progress: bool = True,
+    recipe: EmbeddedLdmConfig, progress: bool = True, runtime: RuntimeConfig | None = None,
 ) -> tuple[StableDiffusionPipeline, dict]:
-    """images: N x 3 x H x W in [0, 1]; labels index `prompts`. VAE first, then UNet + text encoder."""
-    torch.manual_seed(recipe.seed)
-    rng = torch.Generator().manual_seed(recipe.seed)
+    """images: N x 3 x H x W in [0, 1]; labels index `prompts`. VAE first, then UNet + text encoder.
+    `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned."""
+    rng = pin(recipe.seed, runtime)
     vae, unet, text_encoder = build(tokenizer, images.shape[-1])
     x = images * 2 - 1
     start = time.monotonic()
@@ -178,7 +180,7 @@ def save_ldm(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokeni
     (tmp / "README.md").write_text(
         "# genie-flow embedded generator\n\nA small text-conditioned latent diffusion model trained by "
         "genie-flow. Load it with `StableDiffusionPipeline.from_pretrained(<this folder>)`.\n\n```json\n"
-        + json.dumps(card, indent=2) + "\n```\n"
+        + json.dumps({k: v for k, v in card.items() if k not in TIMING}, indent=2) + "\n```\n"
     )
     if folder.exists():
         import shutil

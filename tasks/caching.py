@@ -19,6 +19,10 @@ from models.locks import partial_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("flows", "models", "tasks")  # the project's own code
+# How this machine runs a step (torch threads and kernels), not what the step is given: in no key, like the
+# runner's worker count. A changed thread count may change the last bits of what a step makes; what is
+# cached for the same inputs is reused rather than made again.
+UNKEYED = ("runtime",)
 
 
 def _plain(value: Any) -> Any:
@@ -85,8 +89,12 @@ def code_digest(module: str) -> str:
     return sha.hexdigest()
 
 
+def _keyed(parameters: dict[str, Any], *left_out: str) -> dict[str, Any]:
+    return {k: v for k, v in parameters.items() if k not in (*UNKEYED, *left_out)}
+
+
 def cache_key(context, parameters: dict[str, Any]) -> str:
-    return f"{context.task.name}-{digest(parameters, code_digest(context.task.fn.__module__))}"
+    return f"{context.task.name}-{digest(_keyed(parameters), code_digest(context.task.fn.__module__))}"
 
 
 def cached_task(fn=None, **options):
@@ -129,7 +137,7 @@ class Outputs:
 
 def keyed_folder(step, view: Path, parameters: dict[str, Any]) -> Path:
     """Where a step writes for these inputs: a folder named by them and by the code it runs, beside `view`."""
-    key = digest({k: v for k, v in parameters.items() if k != "out_dir"}, code_digest(step.fn.__module__))
+    key = digest(_keyed(parameters, "out_dir"), code_digest(step.fn.__module__))
     return view.parent / ".store" / view.name / key[:16]
 
 

@@ -8,8 +8,9 @@ import numpy as np
 from prefect import task
 
 from models.classifier import Embedder
-from models.config import Settings
+from models.config import RuntimeConfig, Settings
 from models.dataset import load_rgb, read_manifest, subset
+from models.determinism import pin_runtime
 from models.edit_folder import sync
 from models.editing import Edit, EditRunner
 from models.engine import Engine
@@ -18,13 +19,13 @@ from tasks.caching import Outputs, cached_task
 
 def make_engine(settings: Settings) -> Engine:
     g = settings.generator
-    return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, g.allow_pickle)
+    return Engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, g.allow_pickle, g.compile)
 
 
 @lru_cache(maxsize=1)  # keyed by the weights digest too, so retrained weights at the same path reload
 def _shared_engine(model: str, device: str, dtype: str, steps: int, guidance: float, allow_pickle: bool,
-                   identity: str) -> Engine:
-    return Engine(model, device, dtype, steps, guidance, allow_pickle)
+                   compile: bool, identity: str) -> Engine:
+    return Engine(model, device, dtype, steps, guidance, allow_pickle, compile)
 
 
 def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[str, np.ndarray]:
@@ -54,20 +55,23 @@ def edit_runner(settings: Settings, engine: Engine, out_dir: Path, split: Output
     """An EditRunner into out_dir; with a classifier, its features serve GeNIe-Ada."""
     embed, means = ada_features(settings, split, classifier) if classifier is not None else (None, None)
     return EditRunner(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
-                      embed, means)
+                      embed, means, settings.genie.ada_mode, settings.genie.ada_probe_steps)
 
 
 @cached_task(name="generate-shard")
 def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, dataset_md5: str, split: Outputs,
-                   classifier: Outputs | None, out_dir: Path) -> Outputs:
+                   classifier: Outputs | None, out_dir: Path, runtime: RuntimeConfig | None = None) -> Outputs:
     """One shard of a selection: the unit a task runner (threads, Dask workers) schedules.
 
     Keyed by its edits, the generator's weights digest and the dataset digest; within a
-    worker process the engine and Ada's class means are loaded once for all its shards.
+    worker process the engine and Ada's class means are loaded once for all its shards. `runtime` pins a
+    worker's threads and kernels (each edit's noise comes from its own seed).
     """
+    if runtime is not None:
+        pin_runtime(runtime)
     g = settings.generator
     engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, g.allow_pickle,
-                            model_identity)
+                            g.compile, model_identity)
     runner = edit_runner(settings, engine, out_dir, split, classifier)
     stats = runner.run(edits, progress=False)
     keys = [key if (out_dir / f"{key}.png").exists() else None for key in map(runner.key, edits)]

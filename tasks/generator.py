@@ -7,14 +7,15 @@ import numpy as np
 import torch
 from prefect import get_run_logger
 
-from models.config import Settings
+from models.config import RuntimeConfig, Settings
 from models.dataset import load_rgb, read_manifest, subset
 from models.embedded_ldm import prompt_words, save_ldm, train_ldm, write_tokenizer
 from tasks.caching import Outputs, cached_task
 
 
 @cached_task(name="train-generator")
-def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, out_dir: Path) -> Outputs:
+def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, out_dir: Path,
+                          runtime: RuntimeConfig | None = None) -> Outputs:
     """Train the embedded text-to-image model on the real train split; save a pipeline folder."""
     classes = split.info["classes"]
     paths, labels = subset(read_manifest(split["manifest"]), settings.dataset.path, "train", classes)
@@ -26,7 +27,8 @@ def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, 
     prompts = [settings.prompt(label) for label in classes]
     tokenizer_dir = out_dir.with_name(out_dir.name + ".tokenizer")
     tokenizer = write_tokenizer(tokenizer_dir, prompt_words(prompts))
-    pipeline, stats = train_ldm(images, torch.tensor(labels), prompts, tokenizer, settings.generator.embedded)
+    pipeline, stats = train_ldm(images, torch.tensor(labels), prompts, tokenizer, settings.generator.embedded,
+                                runtime=runtime)
     card = {"dataset": settings.dataset.name, "dataset_md5": dataset_md5, "classes": classes, "prompts": prompts,
             "recipe": settings.generator.embedded.model_dump(), "images": len(paths), **stats}
     save_ldm(pipeline, out_dir, card, tokenizer_dir)

@@ -8,13 +8,14 @@ import pandas as pd
 from prefect import get_run_logger
 
 from models.classifier import save_checkpoint, train
-from models.config import ClassifierConfig, FinetuneConfig
+from models.config import ClassifierConfig, FinetuneConfig, RuntimeConfig
 from models.dataset import read_manifest, subset
 from tasks.caching import Outputs, cached_task
 
 
 def _fit(cfg: ClassifierConfig, dataset_root: Path, split: Outputs, image_size: int, out_dir: Path,
-         extra: tuple[list[Path], list] = ([], []), init: Path | None = None) -> Outputs:
+         extra: tuple[list[Path], list] = ([], []), init: Path | None = None,
+         runtime: RuntimeConfig | None = None) -> Outputs:
     manifest = read_manifest(split["manifest"])
     classes = split.info["classes"]
     paths, labels = subset(manifest, dataset_root, "train", classes)
@@ -26,6 +27,7 @@ def _fit(cfg: ClassifierConfig, dataset_root: Path, split: Outputs, image_size: 
         image_size,
         cfg,
         init=init,
+        runtime=runtime,
     )
     seconds = time.monotonic() - start
     save_checkpoint(out_dir / "model.pt", trained.model, cfg.model, classes, image_size)
@@ -49,15 +51,17 @@ def _fit(cfg: ClassifierConfig, dataset_root: Path, split: Outputs, image_size: 
 
 @cached_task(name="train-classifier")
 def train_classifier(
-    cfg: ClassifierConfig, dataset_root: Path, dataset_md5: str, split: Outputs, image_size: int, out_dir: Path
+    cfg: ClassifierConfig, dataset_root: Path, dataset_md5: str, split: Outputs, image_size: int, out_dir: Path,
+    runtime: RuntimeConfig | None = None,
 ) -> Outputs:
-    return _fit(cfg, dataset_root, split, image_size, out_dir)
+    return _fit(cfg, dataset_root, split, image_size, out_dir, runtime=runtime)
 
 
 @cached_task(name="finetune-classifier")
 def finetune_classifier(
     cfg: ClassifierConfig, finetune: FinetuneConfig, dataset_root: Path, dataset_md5: str, split: Outputs,
     image_size: int, base: Outputs, generated: list[tuple[str, str, str]], generated_md5: str, out_dir: Path,
+    runtime: RuntimeConfig | None = None,
 ) -> Outputs:
     """Start from the baseline's weights. A generated image is labelled with its target class or,
     with `finetune.soft_label` w > 0, (1 - w) target + w source (Diff-Mix style)."""
@@ -68,4 +72,4 @@ def finetune_classifier(
     extra = ([Path(p) for p, _, _ in generated], labels)
     tuned = cfg.model_copy(update={"epochs": finetune.epochs, "lr": finetune.lr, "patience": finetune.patience,
                                    "warmup_epochs": 0, "pretrained": False})
-    return _fit(tuned, dataset_root, split, image_size, out_dir, extra, init=base["checkpoint"])
+    return _fit(tuned, dataset_root, split, image_size, out_dir, extra, init=base["checkpoint"], runtime=runtime)

@@ -18,7 +18,7 @@ from models.engine import choose_ratio
 class Variant:
     """A method at one setting: what a row of the results table is."""
 
-    method: str  # none | traditional | img2img | txt2img | genie | genie-ada
+    method: str  # none | traditional | img2img | txt2img | genie | genie-ada (exact) | genie-ada-fast
     ratio: float | None = None
 
     @property
@@ -77,7 +77,7 @@ def episode_edits(episode: Episode, variant: Variant, seed: int) -> list[Edit]:
     for target in episode.classes:
         own = [p for p, c in episode.support if c == target]
         others = [(p, c) for p, c in episode.support if c != target]
-        if variant.method in ("genie", "txt2img"):
+        if variant.method in ("genie", "txt2img", "ada-probe"):
             edits += [Edit.make(p, c, target, variant.method, variant.ratio, seed) for p, c in others]
         elif variant.method == "img2img":
             edits += replicas(own, target, len(others), "img2img", variant.ratio, seed)
@@ -141,8 +141,8 @@ def run_episodes(bank: FeatureBank, episodes: list[Episode], plan: list[Variant]
             elif variant.method == "traditional":
                 extra = bank.views(support_paths, extra_views)
                 labels = [c for c in support_labels for _ in range(extra_views)]
-            elif variant.method == "genie-ada":
-                picked = ada_choices(bank, episode, made, ada_ratios, seed)
+            elif variant.method.startswith("genie-ada"):
+                picked = ada_choices(bank, episode, made, ada_ratios, seed, fast=variant.method == "genie-ada-fast")
                 choices += picked
                 extra, labels = bank([row["image"] for row in picked]), [row["target"] for row in picked]
             else:
@@ -157,17 +157,20 @@ def run_episodes(bank: FeatureBank, episodes: list[Episode], plan: list[Variant]
 
 
 def ada_choices(bank: FeatureBank, episode: Episode, made: dict[Edit, str], ratios: tuple[float, ...],
-                seed: int) -> list[dict]:
+                seed: int, fast: bool = False) -> list[dict]:
+    """GeNIe-Ada's pick for every pair of the episode: r* from the finished candidates (exact) or from
+    their one-step probes (fast); the image kept is the GeNIe edit at r* either way."""
     rows = []
     for target in episode.classes:
         target_mean = bank([p for p, c in episode.support if c == target]).mean(0)
         for source, source_class in ((p, c) for p, c in episode.support if c != target):
             edits = [Edit.make(source, source_class, target, "genie", r, seed) for r in ratios]
-            if not all(e in made for e in edits):
+            looks = [Edit.make(source, source_class, target, "ada-probe", r, seed) for r in ratios] if fast else edits
+            if not all(e in made for e in edits + looks):
                 continue
-            z = bank([source, *(made[e] for e in edits)])
+            z = bank([source, *(made[e] for e in looks)])
             ratio, index, jumps = choose_ratio(z[0], z[1:], target_mean, list(ratios))
-            rows.append({"shots": episode.shots, "episode": episode.index, "source": source,
-                         "source_class": source_class, "target": target, "ratio": ratio,
+            rows.append({"shots": episode.shots, "episode": episode.index, "mode": "fast" if fast else "exact",
+                         "source": source, "source_class": source_class, "target": target, "ratio": ratio,
                          "image": made[edits[index]], "jumps": [round(float(d), 5) for d in jumps]})
     return rows

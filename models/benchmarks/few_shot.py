@@ -35,10 +35,13 @@ def pools(manifest: pd.DataFrame, root: Path, classes: list[str]) -> tuple[dict[
 def planned_edits(plan: list[Variant], episodes: list[Episode], ada_ratios: tuple[float, ...],
                   seed: int) -> dict[str, list[Edit]]:
     """The edits each generating variant needs over all episodes. GeNIe-Ada's candidates are GeNIe's
-    edits at the Ada ratios (same pair, same seed, same image), so they are planned as those."""
-    sweep = [v for v in plan if v.method != "genie-ada"]
-    if any(v.method == "genie-ada" for v in plan):
+    edits at the Ada ratios (same pair, same seed, same image), so they are planned as those; fast
+    Ada also needs its one-step probes of them (method ada-probe, listed as 'ada-probe r=...')."""
+    sweep = [v for v in plan if not v.method.startswith("genie-ada")]
+    if any(v.method.startswith("genie-ada") for v in plan):
         sweep += [Variant("genie", r) for r in ada_ratios]
+    if any(v.method == "genie-ada-fast" for v in plan):
+        sweep += [Variant("ada-probe", r) for r in ada_ratios]
     edits_of = {v.label: [edit for e in episodes for edit in episode_edits(e, v, seed)] for v in dict.fromkeys(sweep)}
     return {label: edits for label, edits in edits_of.items() if edits}  # none and traditional generate nothing
 
@@ -79,24 +82,31 @@ def verdict(diff: tuple[float, float]) -> str:
 
 def generated_images(made: dict[Edit, str], edits_of: dict[str, list[Edit]], choices: pd.DataFrame) -> pd.DataFrame:
     """One row per distinct generated image a variant uses (Ada: its chosen candidates)."""
-    rows = [row for label, edits in edits_of.items() for row in image_rows(made, label, edits)]
+    rows = [row for label, edits in edits_of.items() if not label.startswith("ada-probe")
+            for row in image_rows(made, label, edits)]
     if len(choices):
-        picked = choices.drop_duplicates("image")
-        rows += [{"variant": "genie-ada", "image": r.image, "label": r.target, "source_class": r.source_class,
+        picked = choices.drop_duplicates(["mode", "image"])
+        rows += [{"variant": ADA_VARIANT[r.mode], "image": r.image, "label": r.target, "source_class": r.source_class,
                   "source": r.source, "ratio": r.ratio} for r in picked.itertuples()]
     return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
 
 
+ADA_VARIANT = {"exact": "genie-ada", "fast": "genie-ada-fast"}
+
+
 def with_ada_cost(cost: pd.DataFrame, choices: pd.DataFrame, ada_ratios: tuple[float, ...]) -> pd.DataFrame:
-    """Add GeNIe-Ada's row: every candidate denoised in full, then one kept, so the sum of the candidates."""
-    if cost.empty:
+    """GeNIe-Ada's rows. Exact: every candidate denoised in full, then one kept (the sum of the candidates).
+    Fast: every candidate probed, then only r* denoised (the probes' sum plus GeNIe at each chosen r*).
+    The probes' own rows go: they are not images a classifier sees."""
+    if cost.empty or choices.empty:
         return cost
-    sweep = cost[cost["variant"].isin([Variant("genie", r).label for r in ada_ratios])]
-    kept = len(choices.drop_duplicates(["source", "target"])) if len(choices) else 0
-    return pd.concat([cost, pd.DataFrame([{"variant": "genie-ada", "images": kept,
-                                           "unet_evals_per_image": sweep["unet_evals_per_image"].sum(),
-                                           "seconds_per_image": sweep["seconds_per_image"].sum()}])],
-                     ignore_index=True)
+    per = cost.set_index("variant")[["unet_evals_per_image", "seconds_per_image"]]
+    rows = []
+    for mode, chosen in choices.drop_duplicates(["mode", "source", "target"]).groupby("mode", sort=False):
+        looks = per.loc[[Variant("genie" if mode == "exact" else "ada-probe", r).label for r in ada_ratios]].sum()
+        kept = per.loc[[Variant("genie", r).label for r in chosen["ratio"]]].mean() if mode == "fast" else 0
+        rows.append({"variant": ADA_VARIANT[mode], "images": len(chosen), **(looks + kept).to_dict()})
+    return pd.concat([cost[~cost["variant"].str.startswith("ada-probe")], pd.DataFrame(rows)], ignore_index=True)
 
 
 def ada_grids(choices: pd.DataFrame, made: dict[Edit, str], ratios: tuple[float, ...], seed: int,
@@ -105,7 +115,8 @@ def ada_grids(choices: pd.DataFrame, made: dict[Edit, str], ratios: tuple[float,
     if choices.empty:
         return []
     grids = []
-    for row in choices.drop_duplicates(["source_class", "target"]).head(pairs).itertuples():
+    exact = choices[choices["mode"] == "exact"] if (choices["mode"] == "exact").any() else choices
+    for row in exact.drop_duplicates(["source_class", "target"]).head(pairs).itertuples():
         candidates = [made[Edit.make(row.source, row.source_class, row.target, "genie", r, seed)] for r in ratios]
         grids.append({"source": row.source, "source_class": row.source_class, "target": row.target,
                       "candidates": list(zip(ratios, candidates)), "chosen": row.ratio, "jumps": row.jumps})

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from models.benchmarks.ada import ada_agreement
 from models.benchmarks.few_shot import paired, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,7 +75,7 @@ def few_shot_context(r: dict) -> dict:
         genie_rows = scores[(scores["shots"] == shots) & scores["variant"].str.startswith("genie r=")]
         best = genie_rows.loc[genie_rows["mean"].idxmax(), "variant"] if len(genie_rows) else None
         pairs = [("genie-ada", "txt2img"), (best, "txt2img"), ("genie-ada", "none"), ("genie-ada", "traditional"),
-                 ("genie-ada", best), (best, "img2img r=0.7")]
+                 ("genie-ada", best), (best, "img2img r=0.7"), ("genie-ada-fast", "genie-ada")]
         said = []
         for a, b in pairs:
             diff = paired(r["episodes"], shots, a, b) if a and b else None
@@ -100,10 +101,10 @@ def r_plot(scores: pd.DataFrame, facts: dict) -> str:
         images = rows[rows.index.str.startswith("img2img r=")]
         ax.errorbar([float(v.split("=")[1]) for v in images.index], images["mean"] * 100, yerr=images["ci95"] * 100,
                     marker="s", linestyle="none", capsize=3, label="Img2Img at r")
-        for name, style in (("none", ":"), ("traditional", "-."), ("txt2img", "--"), ("genie-ada", "-")):
+        for name, style, color in (("none", ":", "gray"), ("traditional", "-.", "gray"), ("txt2img", "--", "gray"),
+                                   ("genie-ada", "-", "C3"), ("genie-ada-fast", "--", "C3")):
             if name in rows.index:
-                ax.axhline(rows.at[name, "mean"] * 100, linestyle=style, color="gray" if name != "genie-ada" else "C3",
-                           label=name)
+                ax.axhline(rows.at[name, "mean"] * 100, linestyle=style, color=color, label=name)
         ax.set_xlabel("noise ratio r")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{facts['ways']}-way {shots}-shot")
@@ -121,8 +122,13 @@ def consistency(frame: pd.DataFrame | None) -> dict | None:
 
 
 def ada_context(choices: pd.DataFrame | None, ratios: list[float]) -> dict | None:
+    """Exact Ada's choices (plots), and how often fast Ada chose the same r* on the same pairs."""
     if choices is None or choices.empty:
         return None
+    agree = None
+    if "mode" in choices:
+        agree = ada_agreement(choices)
+        choices = choices[choices["mode"] == "exact"]
     fig, (left, right) = pyplot().subplots(1, 2, figsize=(11, 4))
     counts = choices["ratio"].value_counts().reindex(ratios, fill_value=0)
     left.bar([str(r) for r in ratios], counts.values)
@@ -141,7 +147,7 @@ def ada_context(choices: pd.DataFrame | None, ratios: list[float]) -> dict | Non
             right.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
     fig.colorbar(shown, ax=right)
     spread = choices.groupby(["source_class", "target"])["ratio"].agg(["mean", "std", "count"]).reset_index()
-    return {"mean_ratio": choices["ratio"].mean(), "plot": figure_uri(fig),
+    return {"mean_ratio": choices["ratio"].mean(), "plot": figure_uri(fig), "agreement": agree,
             "extremes": table(pd.concat([spread.nsmallest(3, "mean"), spread.nlargest(3, "mean")]).round(3))}
 
 
@@ -193,13 +199,33 @@ def cost_tables(few: dict | None, long: dict | None) -> list[dict]:
     return tables
 
 
-def render_report(few: dict | None, long: dict | None) -> str:
-    """The page for the few-shot and / or long-tail results (as `results.load` reads them)."""
-    facts = (few or long)["facts"]
+def ada_benchmark_context(r: dict | None) -> dict | None:
+    """`genie benchmark ada`: agreement, cost per kept image, and the few-shot accuracy of both modes."""
+    if r is None:
+        return None
+    cost = r["table"].copy()
+    for column in ("evals_vs_genie", "seconds_vs_genie"):
+        cost[column] = cost[column].map("{:.2f}x".format)
+    few = r.get("few_shot")
+    if few is not None and not few.empty:
+        few = pd.DataFrame({"shots": few["shots"], "exact (% ± 95% CI)": [mean_pm(m, c) for m, c in zip(few["exact"], few["exact_ci95"])],
+                            "fast (% ± 95% CI)": [mean_pm(m, c) for m, c in zip(few["fast"], few["fast_ci95"])],
+                            "fast − exact (points, paired)": [mean_pm(m, c) for m, c in zip(few["fast_minus_exact"], few["paired_ci95"])],
+                            "episodes": few["episodes"]})
+    facts = r["facts"]
+    agreements = [(name, facts[key]) for name, key in (("fast", "agreement"), ("exact at 2x sampler steps",
+                  "exact_2x_steps_agreement")) if facts.get(key)]
+    return {"facts": facts, "agreements": agreements, "cost": table(cost.round(4)),
+            "crosstab": table(r.get("crosstab")), "few_shot": table(few)}
+
+
+def render_report(few: dict | None, long: dict | None, ada: dict | None = None) -> str:
+    """The page for the few-shot, long-tail and / or Ada results (as `results.load` reads them)."""
+    facts = (few or long or ada)["facts"]
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
     return environment.get_template("report.html.j2").render(
         title=f"GeNIe on {facts['dataset']}: does it beat the simpler alternatives?", facts=facts,
-        runs=[r["facts"] for r in (few, long) if r], few=few_shot_context(few) if few else None,
-        long=long_tail_context(long) if long else None, costs=cost_tables(few, long),
+        runs=[r["facts"] for r in (few, long, ada) if r], few=few_shot_context(few) if few else None,
+        long=long_tail_context(long) if long else None, costs=cost_tables(few, long), ada=ada_benchmark_context(ada),
     )

@@ -15,7 +15,7 @@ TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "ge
         "benchmark.few_shot.ways=3", "benchmark.few_shot.shots=[1, 2]", "benchmark.few_shot.episodes=4",
         "benchmark.few_shot.queries=2", "benchmark.long_tail.seeds=[0, 1]", "benchmark.long_tail.per_target=2",
         "benchmark.long_tail.imbalance_ratio=10",
-        "benchmark.long_tail.methods=[real, img2img, genie, genie-ada+filter]"]
+        "benchmark.long_tail.methods=[real, img2img, genie, genie-ada+filter]", "benchmark.ada.pairs=6"]
 
 
 def invoke(*args):
@@ -32,7 +32,7 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     facts = json.loads((out / "results.json").read_text())
     table, episodes = pd.read_csv(out / "table.csv"), pd.read_csv(out / "episodes.csv")
     assert facts["base_classes"] == list("01234") and facts["novel_classes"] == list("56789")
-    assert len(table) == 2 * len(facts["variants"]) == 22 and set(table["episodes"]) == {4}
+    assert len(table) == 2 * len(facts["variants"]) == 24 and set(table["episodes"]) == {4}
     # every variant on the same episodes, and the interval is 1.96 std / sqrt(n) over them
     assert episodes.groupby("variant").apply(lambda g: tuple(zip(g["shots"], g["episode"]))).nunique() == 1
     row = table[(table["shots"] == 2) & (table["variant"] == "genie r=0.8")].iloc[0]
@@ -44,8 +44,10 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
         assert {budget[shots, v] for v in facts["variants"] if v != "none"} == {2 * shots * 3}
     choices = pd.read_csv(out / "ada_choices.csv")
     assert set(choices["ratio"]) <= {0.5, 0.6, 0.7, 0.8, 0.9} and choices["image"].map(lambda p: "/genie/" in p).all()
+    assert set(choices["mode"]) == {"exact", "fast"}
     cost = pd.read_csv(out / "cost.csv").set_index("variant")["unet_evals_per_image"]
     assert cost["genie-ada"] == sum(cost[f"genie r={r}"] for r in (0.5, 0.6, 0.7, 0.8, 0.9))
+    assert 20 + cost["genie r=0.5"] <= cost["genie-ada-fast"] <= 20 + cost["genie r=0.9"]  # 5 probes, then r* only
     assert set(pd.read_csv(out / "consistency.csv")["variant"]) == set(facts["variants"]) - {"none", "traditional"}
     run = MlflowClient().get_run(facts["run_id"])
     assert run.data.tags["benchmark"] == "few-shot" and "few_shot.1shot.genie-ada" in run.data.metrics
@@ -54,6 +56,21 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     shards = {k: v for k, v in json.loads((out / "results.json").read_text())["step_log"].items() if "shard" in k}
     assert again.exit_code == 0 and shards and set(shards.values()) == {"cached"}
     assert pd.read_csv(out / "table.csv").equals(table)
+
+    ada = invoke("benchmark", "ada")
+    assert ada.exit_code == 0, ada.output
+    assert "fast picks exact's r* for" in ada.output and "exact at 2x steps picks exact's r*" in ada.output
+    assert "few-shot 2-shot: exact" in ada.output
+    out = project / "artifacts/digits/benchmark/ada"
+    costs = pd.read_csv(out / "table.csv").set_index("variant")
+    assert list(costs.index) == ["genie", "genie-ada exact", "genie-ada fast", "genie-ada exact 2x steps"]
+    assert set(costs["images"]) == {6}
+    picks = pd.read_csv(out / "choices.csv")
+    assert len(picks) == 18 and set(picks["ratio"]) <= {0.5, 0.6, 0.7, 0.8, 0.9}
+    fast = picks.loc[picks["mode"] == "fast", "ratio"]  # 5 probes of 2 guided steps, then r* only (4 sampler steps)
+    assert costs.loc["genie-ada fast", "unet_evals_per_image"] == 5 * 2 * 2 + (2 * (4 * fast).astype(int)).mean()
+    assert costs.loc["genie-ada exact", "unet_evals_per_image"] == 2 * (2 + 2 + 2 + 3 + 3)
+    assert len(pd.read_csv(out / "few_shot.csv")) == 2  # 1 and 2 shots, from the few-shot episodes
 
     long = invoke("benchmark", "long-tail")
     assert long.exit_code == 0, long.output
@@ -73,10 +90,11 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     assert result["images_total"] > 20 and result["images_loaded"] == result["images_total"]
     page = (project / result["report"]).read_text()
     assert page.count('src="data:image/png;base64,') == result["images_total"]  # self-contained
-    for words in ("Few-shot: accuracy", "Long-tail fine-tuning", "Cost per kept image", "does not show"):
+    for words in ("Few-shot: accuracy", "Long-tail fine-tuning", "Cost per kept image", "does not show",
+                  "GeNIe-Ada: fast against exact", "fast Ada (r* from short probes) picks"):
         assert words in page
     screenshot = np.asarray(Image.open(project / "report.png").convert("L"))
     assert screenshot.shape == (3000, 1200) and len(np.unique(screenshot)) > 50  # a rendered page, not a blank one
-    for run_id in result["mlflow_runs"]:  # the latest few-shot and long-tail runs
+    for run_id in result["mlflow_runs"]:  # the latest few-shot, long-tail and Ada runs
         assert [a.path for a in MlflowClient().list_artifacts(run_id, "report")] == ["report/report.html"]
-    assert len(result["mlflow_runs"]) == 2
+    assert len(result["mlflow_runs"]) == 3

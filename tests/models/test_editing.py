@@ -1,4 +1,5 @@
 """Edits: content keys, seeds, explicit pairs, and the EditRunner writing keyed files."""
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,13 +60,29 @@ def test_sd15_layout_checkpoint_runs_every_method(tmp_path, digits):
     prompt = lambda label: f"a photo of a {NAMES[int(label)]}."  # noqa: E731
     embed = _classifier(tmp_path, ["0", "1", "2"])
     means = {c: embed([Image.open(p) for p in sorted((digits / c).glob("*.png"))[:4]]).mean(0) for c in "012"}
-    make = EditRunner(engine, tmp_path / "out", prompt, embed=embed, target_means=means, ada_ratios=(0.5, 0.75, 1.0))
+    ratios = (0.5, 0.75, 1.0)
     edits = [Edit(str(sources[0]), "0", "1", "genie", 0.8, 1), Edit(str(sources[0]), "0", "0", "img2img", 0.3, 2),
-             Edit("", "", "2", "txt2img", None, 3), Edit(str(sources[1]), "0", "2", "genie-ada", None, 4)]
-    assert make.run(edits, progress=False)["generated"] == 4
-    ada = make.manifest().set_index("method").loc["genie-ada"]
+             Edit("", "", "2", "txt2img", None, 3), Edit(str(sources[1]), "0", "2", "genie-ada", None, 4),
+             Edit(str(sources[1]), "0", "2", "ada-probe", 0.75, 4)]
+    exact = EditRunner(engine, tmp_path / "exact", prompt, embed=embed, target_means=means, ada_ratios=ratios)
+    assert exact.run(edits, progress=False)["generated"] == 5
+    ada = exact.manifest().set_index("method").loc["genie-ada"]
     assert ada["ratio"] in (0.75, 1.0) and len(eval(ada["ada_scores"])) == 2
     assert ada["unet_evals"] == (2 + 3 + 4) * 2
+    assert exact.manifest().set_index("method").loc["ada-probe", "unet_evals"] == 2 * 2  # 2 guided UNet calls
+
+    fast = EditRunner(engine, tmp_path / "fast", prompt, embed=embed, target_means=means, ada_ratios=ratios,
+                      ada_mode="fast", probe_steps=2)
+    assert fast.key(edits[3]) != exact.key(edits[3])
+    assert fast.run(edits[3:4], progress=False)["generated"] == 1
+    row = fast.manifest().iloc[0]
+    assert row["ratio"] in ratios and row["unet_evals"] == 3 * 2 * 2 + 2 * int(4 * row["ratio"])
+    # the kept image is the GeNIe edit at r* (same seed, same noise, same steps)
+    genie = engine.edit([Image.open(sources[1])], [prompt("2")], row["ratio"], [4]).images[0]
+    kept = np.asarray(Image.open(tmp_path / "fast" / row["file"]).convert("RGB"), dtype=int)
+    assert np.abs(kept - np.asarray(genie, dtype=int)).max() <= 2
+    with pytest.raises(EngineError, match="unknown GeNIe-Ada mode 'slow'"):
+        EditRunner(engine, tmp_path / "x", prompt, ada_mode="slow")
 
 
 def test_safety_checker_drops_what_it_blanks(embedded, tmp_path, digits):

@@ -50,3 +50,22 @@ def test_pickled_weights_load_only_when_allowed(tmp_path):
     with pytest.raises(EngineError, match=r"no safetensors weights; .* generator.allow_pickle: true"):
         Engine(str(tmp_path / "bin"), steps=2)
     assert Engine(str(tmp_path / "bin"), steps=2, allow_pickle=True).size == 64
+
+
+def test_probe_is_the_samplers_own_one_step_estimate(tmp_path):
+    """Where an edit takes a single sampler step (int(10 * 0.1) = 1) that step lands on the clean-latent
+    estimate: the probe must give the same image. Candidates come out edit-major, one UNet call for all."""
+    from models.architectures import sd15_pipeline
+    from tests.models.tiny_ldm import WORDS
+
+    sd15_pipeline("tiny", 64, WORDS, tmp_path / "tokenizer").save_pretrained(tmp_path / "sd15")
+    engine = Engine(str(tmp_path / "sd15"), steps=10)
+    rng = np.random.default_rng(0)
+    sources = [Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)) for _ in range(2)]
+    full = engine.edit(sources, PROMPTS[:2], 0.1, [3, 4])
+    probe = engine.probe(sources, PROMPTS[:2], [0.1, 0.6], [3, 4])
+    assert len(probe.images) == 4 and probe.unet_evals == 2 * 2 * 2  # 2 edits x 2 ratios, guidance doubles
+    for j in range(2):
+        one_step = np.asarray(probe.images[2 * j], dtype=int)
+        assert np.abs(np.asarray(full.images[j], dtype=int) - one_step).max() <= 2
+        assert np.abs(np.asarray(probe.images[2 * j + 1], dtype=int) - one_step).max() > 20  # more noise, other look

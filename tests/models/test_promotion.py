@@ -4,7 +4,7 @@ from models.promotion import decide
 
 def test_a_clear_gain_is_promoted_with_its_margin():
     promoted, reason = decide({"accuracy": 0.95, "accuracy.few": 0.90}, {"accuracy": 0.90, "accuracy.few": 0.80}, 0.0, 0.01)
-    assert promoted and "gain +0.0500" in reason
+    assert promoted and "gain +0.0500" in reason and "few-shot classes 0.9000 vs 0.8000: +0.1000" in reason
 
 
 def test_no_gain_or_a_gain_at_the_bar_is_rejected():

@@ -45,9 +45,23 @@ def test_summary_paired_difference_and_verdict():
     assert verdict((0.01, 0.02)) == "not distinguishable from" and paired(scores, 1, "txt2img", "none") is None
 
 
-def test_ada_costs_the_sum_of_its_candidates():
-    cost = pd.DataFrame({"variant": ["genie r=0.5", "genie r=0.8", "txt2img"], "images": [4, 4, 4],
-                         "unet_evals_per_image": [24.0, 40.0, 50.0], "seconds_per_image": [0.1, 0.2, 0.3]})
-    choices = pd.DataFrame({"source": ["a", "a", "b"], "target": ["5", "5", "6"]})
-    ada = with_ada_cost(cost, choices, (0.5, 0.8)).set_index("variant").loc["genie-ada"]
-    assert (ada["images"], ada["unet_evals_per_image"], ada["seconds_per_image"]) == (2, 64.0, pytest.approx(0.3))
+def test_fast_ada_also_plans_one_probe_per_candidate():
+    plan = variants(("genie-ada", "genie-ada-fast"), (0.5, 0.8), (0.3,))
+    edits_of = planned_edits(plan, [EPISODE], (0.5, 0.8), seed=0)
+    assert set(edits_of) == {"genie r=0.5", "genie r=0.8", "ada-probe r=0.5", "ada-probe r=0.8"}
+    probe, genie = edits_of["ada-probe r=0.5"][0], edits_of["genie r=0.5"][0]
+    assert (probe.source, probe.target, probe.seed) == (genie.source, genie.target, genie.seed)  # the same noise
+
+
+def test_ada_costs_its_candidates_or_its_probes_plus_r_star():
+    cost = pd.DataFrame({"variant": ["genie r=0.5", "genie r=0.8", "txt2img", "ada-probe r=0.5", "ada-probe r=0.8"],
+                         "images": [4] * 5, "unet_evals_per_image": [24.0, 40.0, 50.0, 2.0, 2.0],
+                         "seconds_per_image": [0.1, 0.2, 0.3, 0.01, 0.01]})
+    choices = pd.DataFrame({"mode": ["exact"] * 3 + ["fast"] * 2, "source": ["a", "a", "b", "a", "b"],
+                            "target": ["5", "5", "6", "5", "6"], "ratio": [0.5, 0.5, 0.8, 0.5, 0.8]})
+    rows = with_ada_cost(cost, choices, (0.5, 0.8)).set_index("variant")
+    assert not rows.index.str.startswith("ada-probe").any()  # probes are no images a classifier sees
+    exact, fast = rows.loc["genie-ada"], rows.loc["genie-ada-fast"]
+    assert (exact["images"], exact["unet_evals_per_image"], exact["seconds_per_image"]) == (2, 64.0, pytest.approx(0.3))
+    assert (fast["images"], fast["unet_evals_per_image"]) == (2, 2 * 2.0 + (24.0 + 40.0) / 2)
+    assert fast["seconds_per_image"] == pytest.approx(0.02 + 0.15)

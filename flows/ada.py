@@ -1,0 +1,72 @@
+"""`genie benchmark ada`: GeNIe-Ada fast against exact on held-out pairs, with GeNIe as the yardstick.
+Writes artifacts/<dataset>/benchmark/ada/ and an MLflow run."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger
+
+from flows.stages import StepLog, ensure_generator, generate_edits, one_writer, prepare, train_baseline
+from models.benchmarks import ada
+from models.benchmarks.results import benchmark_dir, cost_rows, load, protocol, save_facts, write_results
+from models.config import Settings, default_ratio
+from models.dataset import read_manifest
+from models.edit_folder import read_manifest as read_edits
+from tasks.tracking import configure, git_commit, record_run
+
+
+@flow(name="genie-benchmark-ada")
+@one_writer
+def genie_benchmark_ada(settings: Settings) -> dict:
+    """The same held-out (source, target) pairs through GeNIe, exact Ada and fast Ada, each kept image's cost,
+    and how often fast picks exact's r*; the few-shot benchmark's paired accuracy when it has run."""
+    started = time.monotonic()
+    configure()
+    cfg, seed = settings.benchmark.ada, settings.generator.seed
+    step_log: StepLog = {}
+    data, split = prepare(settings, step_log)
+    ensure_generator(settings, data, split, step_log)
+    classifier = train_baseline(settings, data, split, step_log)  # Ada's extractor, as in the nightly run
+    pairs = ada.held_out_pairs(read_manifest(split["manifest"]), settings.dataset.path, split.info["classes"],
+                               cfg.pairs, cfg.seed)
+    costs, choices = [], []
+    for label, method, mode, times in ada.METHODS:
+        run = settings.model_copy(update={
+            "genie": settings.genie.model_copy(update={"ada_mode": mode or "exact"}),
+            "generator": settings.generator.model_copy(update={"steps": settings.generator.steps * times})})
+        edits = ada.pair_edits(pairs, method, default_ratio(method, settings.genie), seed)
+        folder = benchmark_dir(settings) / "generated" / label.replace(" ", "-")
+        made, _ = generate_edits(run, data, split, edits, folder, step_log, f"generate-{label.replace(' ', '-')}",
+                                 classifier=classifier if mode else None, shard_size=settings.benchmark.shard_size)
+        costs.append(cost_rows(made, {label: edits}))
+        if mode:
+            rows = read_edits(folder).drop_duplicates("file").set_index("file")
+            choices += [{"mode": mode if times == 1 else f"{mode} {times}x steps", "source": e.source, "target": e.target,
+                         "ratio": rows.at[Path(made[e]).name, "ratio"]} for e in edits if e in made]
+    table = ada.cost_table(pd.concat(costs, ignore_index=True))
+    choices = pd.DataFrame(choices)
+    agreement = ada.ada_agreement(choices, keys=("source", "target"))
+    self_agreement = ada.ada_agreement(choices, keys=("source", "target"), other="exact 2x steps")
+    few = ada.few_shot_rows(load(benchmark_dir(settings) / "few-shot"))
+    out = benchmark_dir(settings) / "ada"
+    facts = protocol(settings, started, git_commit(), benchmark="ada", pairs=len(pairs), pair_seed=cfg.seed,
+                     batch_size=settings.generator.batch_size, step_log=step_log,
+                     agreement={k: v for k, v in (agreement or {}).items() if k != "crosstab"},
+                     exact_2x_steps_agreement={k: v for k, v in (self_agreement or {}).items() if k != "crosstab"},
+                     probe_steps=settings.genie.ada_probe_steps)
+    tables = {"table": table, "choices": choices, "few_shot": few}
+    if agreement:
+        tables["crosstab"] = agreement["crosstab"]
+    files = write_results(out, tables, facts)
+    metrics = {f"ada.{k}": v for k, v in facts["agreement"].items()}
+    metrics |= {f"ada.exact_2x_steps.{k}": v for k, v in facts["exact_2x_steps_agreement"].items()}
+    metrics |= {f"ada.evals_vs_genie.{row.variant.replace(' ', '_')}": row.evals_vs_genie for row in table.itertuples()}
+    run_id = record_run(settings, data, "benchmark-ada", params={"ada.pairs": len(pairs), "ada.seed": cfg.seed},
+                        metrics=metrics, artifacts=files, tags={"benchmark": "ada"})
+    save_facts(out, facts | {"run_id": run_id})
+    get_run_logger().info("ada benchmark in %.0f s -> %s", time.monotonic() - started, out)
+    return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records"),
+            "agreement": facts["agreement"], "exact_2x_steps_agreement": facts["exact_2x_steps_agreement"],
+            "few_shot": few.to_dict("records")}

@@ -1,0 +1,55 @@
+"""One process's bytes: train a tiny classifier and embedded generator, save them, make two GeNIe edits
+with the saved generator, print the sha256 of every file written (and the torch threads it ran with).
+
+    python -m tests.models.reproduce DIGITS OUT SEED
+"""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.classifier import save_checkpoint, train
+from models.config import ClassifierConfig, DatasetConfig, EmbeddedLdmConfig, RuntimeConfig
+from models.dataset import load_rgb, scan_imagefolder, split_images, subset
+from models.embedded_ldm import save_ldm, train_ldm, write_tokenizer
+from models.engine import Engine
+from tests.models.tiny_ldm import PROMPTS, WORDS
+
+RUNTIME = RuntimeConfig(threads=1)
+
+
+def make(digits: Path, out: Path, seed: int) -> None:
+    scan = scan_imagefolder(digits)
+    manifest = split_images(scan.images, DatasetConfig(path=digits)).groupby(["label", "split"]).head(4)
+    cfg = ClassifierConfig(model="test_resnet", epochs=1, seed=seed)
+    trained = train(subset(manifest, digits, "train", scan.classes), subset(manifest, digits, "val", scan.classes),
+                    len(scan.classes), 32, cfg, False, runtime=RUNTIME)
+    save_checkpoint(out / "classifier.pt", trained.model, cfg.model, scan.classes, 32)
+
+    paths = [p for c in "012" for p in sorted((digits / c).glob("*.png"))[:8]]
+    images = torch.stack([torch.from_numpy(np.asarray(load_rgb(p), dtype=np.float32) / 255).permute(2, 0, 1)
+                          for p in paths])
+    labels = torch.tensor([int(p.parent.name) for p in paths])
+    tokenizer = write_tokenizer(out / "tokenizer", WORDS)
+    recipe = EmbeddedLdmConfig(vae_steps=4, unet_steps=4, batch_size=8, seed=seed)
+    pipeline, stats = train_ldm(images, labels, PROMPTS, tokenizer, recipe, False, runtime=RUNTIME)
+    save_ldm(pipeline, out / "generator", stats, out / "tokenizer")
+
+    engine = Engine(str(out / "generator"), device="cpu", dtype="float32", steps=5)
+    edits = engine.edit([load_rgb(paths[0]), load_rgb(paths[8])], [PROMPTS[1], PROMPTS[2]], 0.8, [0, 1])
+    for i, image in enumerate(edits.images):
+        image.save(out / f"edit-{i}.png")
+
+
+def digests(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+if __name__ == "__main__":
+    digits, out, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+    make(digits, out, seed)
+    print(json.dumps({"threads": torch.get_num_threads(), "files": digests(out)}))
