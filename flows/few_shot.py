@@ -27,6 +27,7 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     """N-way K-shot episodes on the novel classes, every method with the same extra images per class."""
     started = time.monotonic()
     configure()
+    settings = fs.whole_train_split(settings)
     cfg, genie, seed = settings.benchmark.few_shot, settings.genie, settings.generator.seed
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)

@@ -75,7 +75,9 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     says train; a configured generator.model is used as it is. Returns the decision and its reason."""
     if settings.generator.model:
         return {"decision": "configured", "reason": settings.generator.model}
-    now = TrainedOn(tuple(split.info["classes"]), sum(split.info["counts"]["train"].values()), recipe(settings),
+    seen = ("train", "unused") if settings.dataset.long_tail.generator_sees_unused else ("train",)
+    images = sum(n for name in seen for n in split.info["counts"].get(name, {}).values())
+    now = TrainedOn(tuple(split.info["classes"]), images, recipe(settings),
                     time.time())
     current = current_generator(settings.registered_generator)
     retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force)

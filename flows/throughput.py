@@ -41,7 +41,7 @@ def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolut
             words = prompt_words([settings.prompt(c) for c in classes])
             sd15_pipeline("full" if arch == "sd15" else "tiny", resolution, words, Path(folder) / "tok").save_pretrained(
                 Path(folder) / "model")
-            engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance, g.allow_pickle)
+            engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance, g.allow_pickle, g.compile)
             rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, batch_size=g.batch_size,
                                  methods=("genie", "img2img", "txt2img"))
         if reference:

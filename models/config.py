@@ -36,6 +36,9 @@ class LongTailConfig(Strict):
         None, ge=1, description="subsample train so the largest class has this many times the smallest"
     )
     seed: int = 0
+    generator_sees_unused: bool = Field(
+        True, description="the embedded generator also trains on the train images the subsampling leaves out, "
+        "standing in for a generator pretrained on broad data that knows every class; classifiers never see them")
 
 
 class DatasetConfig(Strict):

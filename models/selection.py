@@ -10,7 +10,8 @@ from models.dataset import seeded_rank
 
 
 def choose_targets(confusion: pd.DataFrame, strategy: str, n_weakest: int, groups: dict[str, str]) -> list[str]:
-    """all classes, the n weakest by recall on val, or the tail (non-'many') classes."""
+    """all classes, the n weakest by recall on val, or the tail (non-'many') classes; a split without a tail
+    (balanced, every class 'many') has no class needing it more than another, so `tail` takes them all."""
     classes = list(confusion.index)
     if strategy == "all":
         return classes
@@ -19,7 +20,7 @@ def choose_targets(confusion: pd.DataFrame, strategy: str, n_weakest: int, group
         order = sorted(range(len(classes)), key=lambda i: (recall[i], classes[i]))
         return [classes[i] for i in order[:n_weakest]]
     if strategy == "tail":
-        return [c for c in classes if groups.get(c, "many") != "many"]
+        return [c for c in classes if groups.get(c, "many") != "many"] or classes
     raise ValueError(f"select.targets: unknown strategy {strategy!r}")
 
 

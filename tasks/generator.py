@@ -16,9 +16,13 @@ from tasks.caching import Outputs, cached_task
 @cached_task(name="train-generator")
 def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, out_dir: Path,
                           runtime: RuntimeConfig | None = None) -> Outputs:
-    """Train the embedded text-to-image model on the real train split; save a pipeline folder."""
+    """Train the embedded text-to-image model on the real train split (with a long tail, by default also on
+    the train images it left out); save a pipeline folder."""
     classes = split.info["classes"]
-    paths, labels = subset(read_manifest(split["manifest"]), settings.dataset.path, "train", classes)
+    manifest = read_manifest(split["manifest"])
+    if settings.dataset.long_tail.generator_sees_unused:
+        manifest = manifest.replace({"split": {"unused": "train"}})
+    paths, labels = subset(manifest, settings.dataset.path, "train", classes)
     size = settings.dataset.image_size
     images = torch.stack([
         torch.from_numpy(np.asarray(load_rgb(p).resize((size, size)), dtype=np.float32) / 255).permute(2, 0, 1)

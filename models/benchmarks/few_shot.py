@@ -8,7 +8,15 @@ import pandas as pd
 
 from models.benchmarks.episodes import Episode, Variant, episode_edits
 from models.benchmarks.results import IMAGE_COLUMNS, image_rows, mean_ci
+from models.config import Settings
 from models.editing import Edit
+
+
+def whole_train_split(settings: Settings) -> Settings:
+    """Episodes draw their supports from the whole train split: a long-tail subsample, if configured, would
+    leave classes with fewer images than a K-shot episode needs."""
+    long_tail = settings.dataset.long_tail.model_copy(update={"imbalance_ratio": None})
+    return settings.model_copy(update={"dataset": settings.dataset.model_copy(update={"long_tail": long_tail})})
 
 
 def base_and_novel(classes: list[str], base: tuple | None, novel: tuple | None) -> tuple[list[str], list[str]]:

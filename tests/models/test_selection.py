@@ -15,6 +15,7 @@ def test_targets_all_weakest_or_tail():
     assert choose_targets(CONFUSION, "all", 2, {}) == CLASSES
     assert choose_targets(CONFUSION, "weakest", 2, {}) == ["b", "a"]  # recall 0.6, then 0.8
     assert choose_targets(CONFUSION, "tail", 2, {"a": "many", "b": "few", "c": "medium"}) == ["b", "c"]
+    assert choose_targets(CONFUSION, "tail", 2, {"a": "many", "b": "many", "c": "many"}) == list(CONFUSION.index)
 
 
 def test_most_confused_counts_both_directions():

@@ -65,3 +65,13 @@ def test_ada_costs_its_candidates_or_its_probes_plus_r_star():
     assert (exact["images"], exact["unet_evals_per_image"], exact["seconds_per_image"]) == (2, 64.0, pytest.approx(0.3))
     assert (fast["images"], fast["unet_evals_per_image"]) == (2, 2 * 2.0 + (24.0 + 40.0) / 2)
     assert fast["seconds_per_image"] == pytest.approx(0.02 + 0.15)
+
+
+def test_episodes_use_the_whole_train_split_even_when_the_night_is_long_tailed():
+    from models.benchmarks.few_shot import whole_train_split
+    from models.config import load_settings
+
+    night = load_settings("missing.yaml", ["dataset.long_tail.imbalance_ratio=50", "dataset.long_tail.seed=3"])
+    episodes = whole_train_split(night)
+    assert episodes.dataset.long_tail.imbalance_ratio is None and episodes.dataset.long_tail.seed == 3
+    assert episodes.model_copy(update={"dataset": night.dataset}) == night  # nothing else changes
