@@ -69,3 +69,17 @@ def test_probe_is_the_samplers_own_one_step_estimate(tmp_path):
         one_step = np.asarray(probe.images[2 * j], dtype=int)
         assert np.abs(np.asarray(full.images[j], dtype=int) - one_step).max() <= 2
         assert np.abs(np.asarray(probe.images[2 * j + 1], dtype=int) - one_step).max() > 20  # more noise, other look
+
+
+def test_compiled_unet_edits_like_the_plain_one(tmp_path):
+    """generator.compile: torch.compile's UNet (here on the CPU) gives the same edit as the plain UNet."""
+    from models.architectures import sd15_pipeline
+    from tests.models.tiny_ldm import WORDS
+
+    sd15_pipeline("tiny", 64, WORDS, tmp_path / "tokenizer").save_pretrained(tmp_path / "sd15")
+    source = [Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8))]
+    plain = Engine(str(tmp_path / "sd15"), steps=4).edit(source, PROMPTS[:1], 0.5, [5]).images[0]
+    compiled = Engine(str(tmp_path / "sd15"), steps=4, compile=True)
+    assert type(compiled.img2img.unet).__name__ == "OptimizedModule"
+    image = compiled.edit(source, PROMPTS[:1], 0.5, [5]).images[0]
+    assert np.abs(np.asarray(image, dtype=int) - np.asarray(plain, dtype=int)).max() <= 2
