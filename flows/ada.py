@@ -37,8 +37,9 @@ def genie_benchmark_ada(settings: Settings) -> dict:
             "genie": settings.genie.model_copy(update={"ada_mode": mode or "exact"}),
             "generator": settings.generator.model_copy(update={"steps": settings.generator.steps * times})})
         edits = ada.pair_edits(pairs, method, default_ratio(method, settings.genie), seed)
-        folder = benchmark_dir(settings) / "generated" / label.replace(" ", "-")
-        made, _ = generate_edits(run, data, split, edits, folder, step_log, f"generate-{label.replace(' ', '-')}",
+        name = label.replace(" ", "-")
+        folder = benchmark_dir(settings) / "generated" / name
+        made, _ = generate_edits(run, data, split, edits, folder, step_log, f"generate-{name}",
                                  classifier=classifier if mode else None, shard_size=settings.benchmark.shard_size)
         costs.append(cost_rows(made, {label: edits}))
         if mode:
@@ -53,8 +54,7 @@ def genie_benchmark_ada(settings: Settings) -> dict:
     out = benchmark_dir(settings) / "ada"
     facts = protocol(settings, started, git_commit(), benchmark="ada", pairs=len(pairs), pair_seed=cfg.seed,
                      batch_size=settings.generator.batch_size, step_log=step_log,
-                     agreement={k: v for k, v in (agreement or {}).items() if k != "crosstab"},
-                     exact_2x_steps_agreement={k: v for k, v in (self_agreement or {}).items() if k != "crosstab"},
+                     agreement=ada.summary(agreement), exact_2x_steps_agreement=ada.summary(self_agreement),
                      probe_steps=settings.genie.ada_probe_steps)
     tables = {"table": table, "choices": choices, "few_shot": few}
     if agreement:

@@ -11,6 +11,7 @@ import pandas as pd
 from prefect import get_run_logger
 
 from models.config import GeneratorConfig, Settings, default_ratio
+from models.dataset import generator_splits
 from models.determinism import pin_runtime
 from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
@@ -75,8 +76,8 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     says train; a configured generator.model is used as it is. Returns the decision and its reason."""
     if settings.generator.model:
         return {"decision": "configured", "reason": settings.generator.model}
-    seen = ("train", "unused") if settings.dataset.long_tail.generator_sees_unused else ("train",)
-    images = sum(n for name in seen for n in split.info["counts"].get(name, {}).values())
+    counts = split.info["counts"]
+    images = sum(n for name in generator_splits(settings.dataset) for n in counts.get(name, {}).values())
     now = TrainedOn(tuple(split.info["classes"]), images, recipe(settings),
                     time.time())
     current = current_generator(settings.registered_generator)

@@ -194,10 +194,17 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"path": str, "label": str, "split": str}, keep_default_na=False)
 
 
-def subset(manifest: pd.DataFrame, root: Path, split: str, classes: list[str]) -> tuple[list[Path], list[int]]:
-    """Paths and class indices of one split, as the classifier takes them."""
+def generator_splits(cfg: DatasetConfig) -> tuple[str, ...]:
+    """The splits the embedded generator learns from: train, and the train images a long tail left out
+    when `long_tail.generator_sees_unused` (there are none without a long tail)."""
+    return ("train", "unused") if cfg.long_tail.generator_sees_unused else ("train",)
+
+
+def subset(manifest: pd.DataFrame, root: Path, split: str | tuple[str, ...],
+           classes: list[str]) -> tuple[list[Path], list[int]]:
+    """Paths and class indices of one split (or several), as the classifier takes them."""
     index = {label: i for i, label in enumerate(classes)}
-    rows = manifest[manifest["split"] == split]
+    rows = manifest[manifest["split"].isin([split] if isinstance(split, str) else split)]
     return [Path(root) / p for p in rows["path"]], [index[label] for label in rows["label"]]
 
 

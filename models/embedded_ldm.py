@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from models.config import EmbeddedLdmConfig, RuntimeConfig
+from models.dataset import load_rgb
 from models.determinism import pin
 from models.locks import partial_path
 
@@ -98,6 +99,13 @@ def _schedule(optimizer, steps: int, warmup: int = 100):
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
+
+
+def image_batch(paths: list[Path], size: int | None = None) -> torch.Tensor:
+    """Images as the model trains on them: N x 3 x H x W in [0, 1] (resized to size x size when given)."""
+    images = (load_rgb(p) for p in paths)
+    return torch.stack([torch.from_numpy(np.asarray(image.resize((size, size)) if size else image, dtype=np.float32)
+                                         / 255).permute(2, 0, 1) for image in images])
 
 
 def train_ldm(

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from prefect import get_run_logger
 
 from models.config import RuntimeConfig, Settings
-from models.dataset import load_rgb, read_manifest, subset
-from models.embedded_ldm import prompt_words, save_ldm, train_ldm, write_tokenizer
+from models.dataset import generator_splits, read_manifest, subset
+from models.embedded_ldm import image_batch, prompt_words, save_ldm, train_ldm, write_tokenizer
 from tasks.caching import Outputs, cached_task
 
 
@@ -19,15 +18,9 @@ def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, 
     """Train the embedded text-to-image model on the real train split (with a long tail, by default also on
     the train images it left out); save a pipeline folder."""
     classes = split.info["classes"]
-    manifest = read_manifest(split["manifest"])
-    if settings.dataset.long_tail.generator_sees_unused:
-        manifest = manifest.replace({"split": {"unused": "train"}})
-    paths, labels = subset(manifest, settings.dataset.path, "train", classes)
-    size = settings.dataset.image_size
-    images = torch.stack([
-        torch.from_numpy(np.asarray(load_rgb(p).resize((size, size)), dtype=np.float32) / 255).permute(2, 0, 1)
-        for p in paths
-    ])
+    paths, labels = subset(read_manifest(split["manifest"]), settings.dataset.path,
+                           generator_splits(settings.dataset), classes)
+    images = image_batch(paths, settings.dataset.image_size)
     prompts = [settings.prompt(label) for label in classes]
     tokenizer_dir = out_dir.with_name(out_dir.name + ".tokenizer")
     tokenizer = write_tokenizer(tokenizer_dir, prompt_words(prompts))

@@ -50,6 +50,11 @@ def ada_agreement(choices: pd.DataFrame, keys: tuple[str, ...] = ("shots", "epis
             "crosstab": crosstab.reset_index().rename(columns=str)}
 
 
+def summary(agreement: dict | None) -> dict:
+    """The agreement's figures, without its table (for results.json and MLflow)."""
+    return {k: v for k, v in (agreement or {}).items() if k != "crosstab"}
+
+
 def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
     """UNet evaluations and seconds per kept image, each also as a multiple of GeNIe's."""
     genie = costs.set_index("variant").loc["genie"]
@@ -75,5 +80,5 @@ def few_shot_rows(few: dict | None) -> pd.DataFrame:
         rows.append({"shots": int(shots), "exact": mean["genie-ada"][0], "exact_ci95": mean["genie-ada"][1],
                      "fast": mean["genie-ada-fast"][0], "fast_ci95": mean["genie-ada-fast"][1],
                      "fast_minus_exact": diff[0], "paired_ci95": diff[1],
-                     "episodes": int((episodes["shots"] == shots).sum() / episodes["variant"].nunique())})
+                     "episodes": int(episodes.loc[episodes["shots"] == shots, "episode"].nunique())})
     return pd.DataFrame(rows)

@@ -8,15 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.classifier import save_checkpoint, train
-from models.config import ClassifierConfig, DatasetConfig, EmbeddedLdmConfig, RuntimeConfig
+from models.config import ClassifierConfig, DatasetConfig, RuntimeConfig
 from models.dataset import load_rgb, scan_imagefolder, split_images, subset
-from models.embedded_ldm import save_ldm, train_ldm, write_tokenizer
 from models.engine import Engine
-from tests.models.tiny_ldm import PROMPTS, WORDS
+from tests.models.tiny_ldm import PROMPTS, train_tiny
 
 RUNTIME = RuntimeConfig(threads=1)
 
@@ -29,16 +27,8 @@ def make(digits: Path, out: Path, seed: int) -> None:
                     len(scan.classes), 32, cfg, False, runtime=RUNTIME)
     save_checkpoint(out / "classifier.pt", trained.model, cfg.model, scan.classes, 32)
 
-    paths = [p for c in "012" for p in sorted((digits / c).glob("*.png"))[:8]]
-    images = torch.stack([torch.from_numpy(np.asarray(load_rgb(p), dtype=np.float32) / 255).permute(2, 0, 1)
-                          for p in paths])
-    labels = torch.tensor([int(p.parent.name) for p in paths])
-    tokenizer = write_tokenizer(out / "tokenizer", WORDS)
-    recipe = EmbeddedLdmConfig(vae_steps=4, unet_steps=4, batch_size=8, seed=seed)
-    pipeline, stats = train_ldm(images, labels, PROMPTS, tokenizer, recipe, False, runtime=RUNTIME)
-    save_ldm(pipeline, out / "generator", stats, out / "tokenizer")
-
-    engine = Engine(str(out / "generator"), device="cpu", dtype="float32", steps=5)
+    generator, paths = train_tiny(digits, out / "generator", per_class=8, seed=seed, runtime=RUNTIME)
+    engine = Engine(str(generator), device="cpu", dtype="float32", steps=5)
     edits = engine.edit([load_rgb(paths[0]), load_rgb(paths[8])], [PROMPTS[1], PROMPTS[2]], 0.8, [0, 1])
     for i, image in enumerate(edits.images):
         image.save(out / f"edit-{i}.png")

@@ -16,8 +16,8 @@ from tasks.caching import cache_key, keyed_folder
 from tasks.train import train_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
-WEIGHTS = ("classifier.pt", "generator/unet/diffusion_pytorch_model.safetensors",
-           "generator/vae/diffusion_pytorch_model.safetensors", "generator/text_encoder/model.safetensors")
+WEIGHTS = ("classifier.pt", "generator/model/unet/diffusion_pytorch_model.safetensors",
+           "generator/model/vae/diffusion_pytorch_model.safetensors", "generator/model/text_encoder/model.safetensors")
 EDITS = ("edit-0.png", "edit-1.png")
 
 

@@ -1,5 +1,5 @@
 """The embedded diffusion model: its tokenizer, training and the pipeline folder it is saved as."""
-from models.embedded_ldm import prompt_words, write_tokenizer
+from models.embedded_ldm import image_batch, prompt_words, write_tokenizer
 from tests.models.tiny_ldm import WORDS
 
 
@@ -29,13 +29,11 @@ def test_the_embedded_model_trains_on_fewer_images_than_a_batch(digits, tmp_path
     import torch
 
     from models.config import EmbeddedLdmConfig
-    from models.dataset import load_rgb
     from models.embedded_ldm import train_ldm
     from tests.models.tiny_ldm import PROMPTS
 
     paths = [next((digits / c).glob("*.png")) for c in "012"]  # 3 images, batches of 64
-    images = torch.stack([torch.from_numpy(np.asarray(load_rgb(p), dtype=np.float32) / 255).permute(2, 0, 1)
-                          for p in paths])
+    images = image_batch(paths)
     tokenizer = write_tokenizer(tmp_path, WORDS)
     _, stats = train_ldm(images, torch.tensor([0, 1, 2]), PROMPTS, tokenizer,
                          EmbeddedLdmConfig(vae_steps=2, unet_steps=2, batch_size=64), False)
