@@ -242,9 +242,9 @@ def benchmark_ada(params: Params = Path("params.yaml"), set_: Set = None) -> Non
                        f"{agree['within_0.1']:.1%} within 0.1 (mean r*: exact {agree['mean_ratio_exact']:.3f}, "
                        f"{name} {agree['mean_ratio_other']:.3f})")
     for row in result["few_shot"]:
-        typer.echo(f"few-shot {row['shots']}-shot: exact {row['exact']:.2%} ± {row['exact_ci95']:.2%}, fast "
-                   f"{row['fast']:.2%} ± {row['fast_ci95']:.2%}; fast - exact {row['fast_minus_exact']:+.2%} "
-                   f"± {row['paired_ci95']:.2%} (paired, {row['episodes']} episodes)")
+        typer.echo(f"few-shot {row['shots']}-shot over {row['seeds']} generator seed(s): exact {row['exact']:.2%}, "
+                   f"fast {row['fast']:.2%}; fast - exact {row['fast_minus_exact']:+.2%} ± {row['paired_ci95']:.2%} "
+                   f"(paired, {row['episodes']} episodes a seed), ± {row['across_ci95']:.2%} (across seeds)")
     if not result["few_shot"]:
         typer.echo("few-shot accuracy of fast and exact: run `genie benchmark few-shot`, then this again")
 

@@ -1,5 +1,5 @@
 """`genie benchmark long-tail`: fine-tuning on a long-tailed train split, real only vs confusion-driven
-GeNIe / GeNIe-Ada vs Txt2Img / Img2Img with equal budgets, over several seeds. Writes
+GeNIe / GeNIe-Ada vs Txt2Img / Img2Img with equal budgets, over several generator seeds. Writes
 artifacts/<dataset>/benchmark/long-tail/ and an MLflow run."""
 from __future__ import annotations
 
@@ -10,29 +10,38 @@ from prefect import flow, get_run_logger
 
 from flows.stages import (
     StepLog,
-    ensure_generator,
     evaluate,
     generate_edits,
     one_writer,
     prepare,
+    replicate_generator,
     select,
     train_baseline,
 )
 from models.benchmarks.consistency import consistency_table, consistent
 from models.benchmarks.episodes import variants
-from models.benchmarks.long_tail import BASELINE, long_tail_edits, long_tail_settings, result_row, summarise_seeds
+from models.benchmarks.long_tail import (
+    BASELINE,
+    long_tail_edits,
+    long_tail_settings,
+    prediction_rows,
+    result_row,
+    summarise_seeds,
+)
 from models.benchmarks.results import (
     IMAGE_COLUMNS,
     benchmark_dir,
     cost_rows,
     image_rows,
     protocol,
+    replicate,
     save_facts,
     slug,
     write_results,
 )
 from models.config import Settings
 from models.dataset import read_manifest
+from models.digests import model_identity
 from tasks.benchmark import judge_images
 from tasks.caching import images_digest, run_verified
 from tasks.data import split_data
@@ -43,70 +52,80 @@ from tasks.train import finetune_classifier
 @flow(name="genie-benchmark-long-tail")
 @one_writer
 def genie_benchmark_long_tail(settings: Settings) -> dict:
-    """Every variant fine-tunes each seed's long-tailed baseline; accuracy overall and per group."""
+    """Every variant fine-tunes each replicate's long-tailed baseline; accuracy overall and per group. A
+    replicate (generator seed) draws its own subsample and trains its own generator and classifiers."""
     started = time.monotonic()
     configure()
-    cfg = settings.benchmark.long_tail
+    cfg, seeds = settings.benchmark.long_tail, settings.benchmark.generator_seeds
     step_log: StepLog = {}
-    data, split = prepare(settings, step_log)
-    ensure_generator(settings, data, split, step_log)
     out = benchmark_dir(settings) / "long-tail"
     plan = variants(cfg.methods, (settings.genie.noise_ratio,), settings.genie.img2img_ratios)
-    rows, judged, costs = [], [], []
-    for seed in cfg.seeds:
-        lt, seed_log = long_tail_settings(settings, seed), {}
-        lt_split = run_verified(split_data, step_log, f"seed-{seed}-split", cfg=lt.dataset, dataset_md5=data.md5,
-                                view=lt.workdir / "split")
-        manifest = read_manifest(lt_split["manifest"])
-        baseline = train_baseline(lt, data, lt_split, seed_log)
-        val = evaluate(lt, baseline, lt_split, seed_log, "evaluate-baseline-val", lt.workdir / "baseline" / "val", "val")
-        test = evaluate(lt, baseline, lt_split, seed_log, "evaluate-baseline", lt.workdir / "baseline" / "test")
-        rows.append(result_row(seed, BASELINE, test.info["metrics"], 0))
-        selection = pd.read_csv(select(lt, val, lt_split, seed_log)["selection"], dtype=str)
-        for variant in plan:
-            edits = long_tail_edits(lt, variant, selection, manifest)
-            method, name = variant.method.removesuffix("+filter"), slug(variant.label)
-            made = {}
-            if edits:  # Ada's choice follows this seed's baseline, which its image key does not name: own folder
-                folder = lt.workdir if method == "genie-ada" else benchmark_dir(settings)
-                made, _ = generate_edits(lt, data, lt_split, edits, folder / "generated" / method, seed_log,
-                                         f"generate-{name}", classifier=baseline if method == "genie-ada" else None,
-                                         shard_size=settings.benchmark.shard_size)
-            images = pd.DataFrame(image_rows(made, variant.label, edits), columns=IMAGE_COLUMNS).assign(seed=seed)
-            verdicts = judge_images(baseline, images)  # the judge: this seed's classifier on real images only
-            if variant.method.endswith("+filter") and len(verdicts):
-                verdicts = verdicts[consistent(verdicts["p_label"], settings.benchmark.filter_threshold)]
-            judged.append(verdicts)
-            if not variant.method.endswith("+filter"):
-                costs.append(cost_rows(made, {variant.label: edits}).assign(seed=seed))
-            generated = [(r.image, r.label, r.source_class) for r in verdicts.itertuples()]
-            tuned = run_verified(
-                finetune_classifier, seed_log, f"finetune-{name}", cfg=lt.classifier, finetune=lt.finetune,
-                dataset_root=lt.dataset.path, dataset_md5=data.md5, split=lt_split, image_size=lt.dataset.image_size,
-                base=baseline, generated=generated, generated_md5=images_digest(generated), runtime=settings.runtime,
-                view=lt.workdir / "finetuned" / name)
-            result = evaluate(lt, tuned, lt_split, seed_log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
-            rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
-        step_log |= {f"seed-{seed}-{k}": v for k, v in seed_log.items()}
-
-    per_seed = pd.DataFrame(rows)
-    table = summarise_seeds(per_seed)
-    judged_all = pd.concat(judged, ignore_index=True) if judged else pd.DataFrame()
+    runs = [one_replicate(replicate(settings, seed), seed, plan, step_log) for seed in seeds]
+    tables = {name: pd.concat([r[name] for r in runs], ignore_index=True)
+              for name in ("per_seed", "predictions", "judged", "cost")}
+    table = summarise_seeds(tables["per_seed"], tables["predictions"])
     e = settings.evaluate
-    facts = protocol(settings, started, git_commit(), benchmark="long-tail", imbalance_ratio=cfg.imbalance_ratio,
-                     seeds=list(cfg.seeds), per_target=cfg.per_target, k_confused=settings.select.k_confused,
-                     filter_threshold=settings.benchmark.filter_threshold, finetune=settings.finetune.model_dump(),
+    facts = protocol(runs[0]["settings"], started, git_commit(), benchmark="long-tail",
+                     imbalance_ratio=cfg.imbalance_ratio, seeds=list(seeds), per_target=cfg.per_target,
+                     k_confused=settings.select.k_confused, filter_threshold=settings.benchmark.filter_threshold,
+                     finetune=settings.finetune.model_dump(), generators={s: r["generator"] for s, r in zip(seeds, runs)},
                      groups=f"many: > {e.many_shot} train images, medium: {e.few_shot}-{e.many_shot}, "
                             f"few: < {e.few_shot}",
                      variants=[BASELINE, *(v.label for v in plan)], step_log=step_log)
-    files = write_results(out, {"table": table, "per_seed": per_seed, "judged": judged_all,
-                                "consistency": consistency_table(judged_all),
-                                "cost": pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()}, facts)
-    run_id = record_run(settings, data, "benchmark-long-tail",
-                        params={f"long_tail.{k}": v for k, v in cfg.model_dump(mode="json").items()},
+    files = write_results(out, {"table": table, **tables, "consistency": consistency_table(tables["judged"])}, facts)
+    run_id = record_run(settings, runs[0]["data"], "benchmark-long-tail",
+                        params={f"long_tail.{k}": v for k, v in cfg.model_dump(mode="json").items()}
+                        | {"generator_seeds": list(seeds)},
                         metrics={f"long_tail.{slug(r['variant'])}.{m}": r[f"{m}.mean"] for r in table.to_dict("records")
                                  for m in ("accuracy", "accuracy.few") if pd.notna(r[f"{m}.mean"])},
                         artifacts=files, tags={"benchmark": "long-tail"})
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("long-tail benchmark in %.0f s -> %s", time.monotonic() - started, out)
     return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records")}
+
+
+def one_replicate(settings: Settings, seed: int, plan: list, step_log: StepLog) -> dict:
+    """One generator seed: its long-tailed subsample and baseline, then every variant fine-tuned from it."""
+    log: StepLog = {}
+    data, split = prepare(settings, log)
+    replicate_generator(settings, data, split, log)
+    lt = long_tail_settings(settings, seed)
+    lt_split = run_verified(split_data, log, "long-tail-split", cfg=lt.dataset, dataset_md5=data.md5,
+                            view=lt.workdir / "split")
+    manifest = read_manifest(lt_split["manifest"])
+    baseline = train_baseline(lt, data, lt_split, log)
+    val = evaluate(lt, baseline, lt_split, log, "evaluate-baseline-val", lt.workdir / "baseline" / "val", "val")
+    test = evaluate(lt, baseline, lt_split, log, "evaluate-baseline", lt.workdir / "baseline" / "test")
+    rows, predictions = [result_row(seed, BASELINE, test.info["metrics"], 0)], [prediction_rows(seed, BASELINE, test)]
+    judged, costs = [], []
+    selection = pd.read_csv(select(lt, val, lt_split, log)["selection"], dtype=str)
+    for variant in plan:
+        edits = long_tail_edits(lt, variant, selection, manifest)
+        method, name = variant.method.removesuffix("+filter"), slug(variant.label)
+        made = {}
+        if edits:  # Ada's choice follows this seed's baseline, which its image key does not name: own folder
+            folder = lt.workdir if method == "genie-ada" else settings.workdir
+            made, _ = generate_edits(lt, data, lt_split, edits, folder / "generated" / method, log,
+                                     f"generate-{name}", classifier=baseline if method == "genie-ada" else None,
+                                     shard_size=settings.benchmark.shard_size)
+        images = pd.DataFrame(image_rows(made, variant.label, edits), columns=IMAGE_COLUMNS).assign(seed=seed)
+        verdicts = judge_images(baseline, images)  # the judge: this seed's classifier on real images only
+        if variant.method.endswith("+filter") and len(verdicts):
+            verdicts = verdicts[consistent(verdicts["p_label"], settings.benchmark.filter_threshold)]
+        judged.append(verdicts)
+        if not variant.method.endswith("+filter"):
+            costs.append(cost_rows(made, {variant.label: edits}).assign(seed=seed))
+        generated = [(r.image, r.label, r.source_class) for r in verdicts.itertuples()]
+        tuned = run_verified(
+            finetune_classifier, log, f"finetune-{name}", cfg=lt.classifier, finetune=lt.finetune,
+            dataset_root=lt.dataset.path, dataset_md5=data.md5, split=lt_split, image_size=lt.dataset.image_size,
+            base=baseline, generated=generated, generated_md5=images_digest(generated), runtime=settings.runtime,
+            view=lt.workdir / "finetuned" / name)
+        result = evaluate(lt, tuned, lt_split, log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
+        rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
+        predictions.append(prediction_rows(seed, variant.label, result))
+    step_log |= {f"seed-{seed}-{k}": v for k, v in log.items()}
+    return {"settings": settings, "data": data, "per_seed": pd.DataFrame(rows), "generator": model_identity(
+        settings.generator_model), "predictions": pd.concat(predictions, ignore_index=True),
+        "judged": pd.concat(judged, ignore_index=True), "cost": pd.concat(costs, ignore_index=True) if costs
+        else pd.DataFrame()}

@@ -87,16 +87,28 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
         restore_generator(current, folder)
         step_log["train-generator"] = "reused"
         return {"decision": "reused", "reason": reason, "version": current.version}
-    inputs = only(settings, "dataset", "paths").model_copy(update={"generator": GeneratorConfig(
-        prompt=settings.generator.prompt, class_names=settings.generator.class_names,
-        embedded=settings.generator.embedded)})
     step = train_generator_model.with_options(refresh_cache=True) if force else train_generator_model
-    model = run_verified(step, step_log, "train-generator", view=folder, settings=inputs, dataset_md5=data.md5,
-                         split=split, runtime=settings.runtime)
+    model = run_verified(step, step_log, "train-generator", view=folder, settings=generator_inputs(settings),
+                         dataset_md5=data.md5, split=split, runtime=settings.runtime)
     version = register_generator(settings, data, model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
             ("train_seconds", "vae_mse", "unet_loss")}}
+
+
+def generator_inputs(settings: Settings) -> Settings:
+    """What the embedded generator's training depends on, defaults elsewhere."""
+    return only(settings, "dataset", "paths").model_copy(update={"generator": GeneratorConfig(
+        prompt=settings.generator.prompt, class_names=settings.generator.class_names,
+        embedded=settings.generator.embedded)})
+
+
+def replicate_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> None:
+    """A benchmark replicate's own embedded generator, trained (cached) into its folder and never registered:
+    the night's `current` generator stays. A configured generator.model is used as it is."""
+    if not settings.generator.model:
+        run_verified(train_generator_model, step_log, "train-generator", view=Path(settings.generator_model),
+                     settings=generator_inputs(settings), dataset_md5=data.md5, split=split, runtime=settings.runtime)
 
 
 def select(settings: Settings, confusion: Outputs, split: Outputs, step_log: StepLog) -> Outputs:

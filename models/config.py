@@ -211,7 +211,6 @@ class LongTailBenchmarkConfig(Strict):
     """Fine-tuning on a long-tailed train split with confusion-driven hard negatives vs the baselines."""
 
     imbalance_ratio: float = Field(50, ge=1)
-    seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1, description="classifier and subsampling seeds")
     per_target: int = Field(40, ge=1, description="generated images per tail class, the same for every method")
     methods: tuple[Literal["real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter"], ...] = (
         "real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter")
@@ -225,6 +224,10 @@ class AdaBenchmarkConfig(Strict):
 
 
 class BenchmarkConfig(Strict):
+    generator_seeds: tuple[int, ...] = Field(
+        (0, 1, 2), min_length=1, description="independent replicates: each seed trains its own embedded generator "
+        "(on the whole train split), few-shot extractor and judge, and draws its own long-tailed subsample and "
+        "classifiers; verdicts rest on the interval across seeds")
     few_shot: FewShotBenchmarkConfig = FewShotBenchmarkConfig()
     long_tail: LongTailBenchmarkConfig = LongTailBenchmarkConfig()
     ada: AdaBenchmarkConfig = AdaBenchmarkConfig()

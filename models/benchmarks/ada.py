@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from models.benchmarks.few_shot import paired
-from models.benchmarks.results import mean_ci
 from models.dataset import seeded_rank
 from models.editing import Edit, edit_seed
 
@@ -65,20 +64,19 @@ def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
 
 
 def few_shot_rows(few: dict | None) -> pd.DataFrame:
-    """From the few-shot benchmark's episodes: exact and fast Ada's accuracy, and fast - exact with its
-    paired 95% interval over the same episodes."""
+    """From the few-shot benchmark: exact and fast Ada's accuracy (with the across-seed 95% interval), and
+    fast - exact with its paired within-seed interval (the same episodes) and its across-seed one."""
     rows = []
     if few is None or few.get("episodes") is None or few["episodes"].empty:
         return pd.DataFrame(rows)
-    episodes = few["episodes"]
+    episodes, table = few["episodes"], few["table"].set_index(["shots", "variant"])
     for shots in sorted(episodes["shots"].unique()):
         diff = paired(episodes, shots, "genie-ada-fast", "genie-ada")
         if diff is None:
             continue
-        mean = {v: mean_ci(episodes[(episodes["shots"] == shots) & (episodes["variant"] == v)]["accuracy"])
-                for v in ("genie-ada", "genie-ada-fast")}
-        rows.append({"shots": int(shots), "exact": mean["genie-ada"][0], "exact_ci95": mean["genie-ada"][1],
-                     "fast": mean["genie-ada-fast"][0], "fast_ci95": mean["genie-ada-fast"][1],
-                     "fast_minus_exact": diff[0], "paired_ci95": diff[1],
-                     "episodes": int(episodes.loc[episodes["shots"] == shots, "episode"].nunique())})
+        exact, fast = table.loc[(shots, "genie-ada")], table.loc[(shots, "genie-ada-fast")]
+        rows.append({"shots": int(shots), "exact": exact["mean"], "exact_ci95": exact["across_ci95"],
+                     "fast": fast["mean"], "fast_ci95": fast["across_ci95"], "fast_minus_exact": diff.mean,
+                     "paired_ci95": diff.within, "across_ci95": diff.across, "seeds": diff.seeds,
+                     "episodes": int(exact["episodes"])})
     return pd.DataFrame(rows)

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from models.benchmarks.episodes import Episode, Variant, episode_edits
-from models.benchmarks.results import IMAGE_COLUMNS, image_rows, mean_ci
-from models.config import Settings
+from models.benchmarks.results import IMAGE_COLUMNS, Gap, across_ci, gap, image_rows, mean_ci, within_ci
 from models.editing import Edit
-
-
-def whole_train_split(settings: Settings) -> Settings:
-    """Episodes draw their supports from the whole train split: a long-tail subsample, if configured, would
-    leave classes with fewer images than a K-shot episode needs."""
-    long_tail = settings.dataset.long_tail.model_copy(update={"imbalance_ratio": None})
-    return settings.model_copy(update={"dataset": settings.dataset.model_copy(update={"long_tail": long_tail})})
 
 
 def base_and_novel(classes: list[str], base: tuple | None, novel: tuple | None) -> tuple[list[str], list[str]]:
@@ -63,29 +56,26 @@ def by_method(edits_of: dict[str, list[Edit]]) -> dict[str, list[Edit]]:
 
 
 def summarise_episodes(scores: pd.DataFrame, plan: list[Variant]) -> pd.DataFrame:
-    """Mean accuracy and 95% interval per (shots, variant), in the plan's order."""
+    """Per (shots, variant), in the plan's order: the mean over seeds of each seed's mean accuracy, its
+    within-seed 95% interval (episodes) and its across-seed one (the seeds' means)."""
     rows = []
     for (shots, label), group in scores.groupby(["shots", "variant"], sort=False):
-        mean, ci = mean_ci(group["accuracy"])
-        rows.append({"shots": shots, "variant": label, "mean": mean, "ci95": ci, "episodes": len(group),
-                     "extra_images_per_episode": group["extra_images"].mean()})
+        per_seed = [mean_ci(g["accuracy"]) for _, g in group.groupby("seed")]
+        means = [m for m, _ in per_seed]
+        rows.append({"shots": shots, "variant": label, "mean": np.mean(means), "ci95": within_ci([c for _, c in per_seed]),
+                     "across_ci95": across_ci(means), "seeds": len(per_seed),
+                     "episodes": len(group) // len(per_seed), "extra_images_per_episode": group["extra_images"].mean()})
     order = {v.label: i for i, v in enumerate(plan)}
     return pd.DataFrame(rows).sort_values(["shots", "variant"], key=lambda c: c.map(order) if c.name == "variant"
                                           else c).reset_index(drop=True)
 
 
-def paired(episodes: pd.DataFrame, shots: int, a: str, b: str) -> tuple[float, float] | None:
-    """Mean and 95% half-width of accuracy(a) - accuracy(b) over the same episodes."""
-    rows = episodes[episodes["shots"] == shots].pivot(index="episode", columns="variant", values="accuracy")
+def paired(episodes: pd.DataFrame, shots: int, a: str, b: str) -> Gap | None:
+    """accuracy(a) - accuracy(b) over the same episodes of each seed, with both intervals."""
+    rows = episodes[episodes["shots"] == shots].pivot(index=["seed", "episode"], columns="variant", values="accuracy")
     if a not in rows or b not in rows:
         return None
-    return mean_ci(rows[a] - rows[b])
-
-
-def verdict(diff: tuple[float, float]) -> str:
-    """'better than', 'worse than' or 'not distinguishable from', by the 95% interval of a difference."""
-    mean, ci = diff
-    return "better than" if mean - ci > 0 else "worse than" if mean + ci < 0 else "not distinguishable from"
+    return gap([d for _, d in (rows[a] - rows[b]).groupby(level="seed")])
 
 
 def generated_images(made: dict[Edit, str], edits_of: dict[str, list[Edit]], choices: pd.DataFrame) -> pd.DataFrame:

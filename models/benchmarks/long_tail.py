@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from models.benchmarks.episodes import Variant
-from models.benchmarks.results import benchmark_dir
+from models.benchmarks.results import Gap, across_ci, gap, mean_ci, within_ci
 from models.config import Settings, default_ratio
 from models.editing import Edit, edits_from_selection, replicas
 
@@ -15,15 +15,15 @@ BASELINE = "baseline (no fine-tuning)"
 METRICS = ("accuracy", "accuracy.many", "accuracy.medium", "accuracy.few")
 
 
-def long_tail_settings(settings: Settings, seed: int) -> Settings:
-    """The same project with a long-tailed train split, its own seed and its own artifact folder."""
-    cfg = settings.benchmark.long_tail
-    data = settings.model_dump()
+def long_tail_settings(replicate: Settings, seed: int) -> Settings:
+    """A benchmark replicate with a long-tailed train split drawn with its seed, its generator and its own
+    artifact folder."""
+    cfg = replicate.benchmark.long_tail
+    data = replicate.model_dump()
     data["dataset"]["long_tail"] = {"imbalance_ratio": cfg.imbalance_ratio, "seed": seed}
-    data["classifier"]["seed"] = seed
-    data["generator"]["model"] = settings.generator_model
+    data["generator"]["model"] = replicate.generator_model
     data["select"] |= {"targets": "tail", "per_target": cfg.per_target}
-    data["paths"]["artifacts"] = benchmark_dir(settings) / "long-tail" / f"seed-{seed}"
+    data["paths"]["artifacts"] = replicate.workdir / "long-tail"
     return Settings.model_validate(data)
 
 
@@ -47,8 +47,31 @@ def result_row(seed: int, label: str, metrics: dict, generated: int) -> dict:
             **{k: metrics.get(k, np.nan) for k in METRICS}}
 
 
-def summarise_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds, per variant, in the order they ran."""
+def prediction_rows(seed: int, label: str, evaluation) -> pd.DataFrame:
+    """One row per test image of an evaluation: right or wrong, and its class's group (many / medium / few)."""
+    predictions = pd.read_csv(evaluation["predictions"], dtype=str)
+    return pd.DataFrame({"seed": seed, "variant": label, "image": range(len(predictions)),
+                         "group": predictions["actual"].map(evaluation.info["groups"]),
+                         "correct": (predictions["actual"] == predictions["predicted"]).astype(int)})
+
+
+def paired_gap(predictions: pd.DataFrame, a: str, b: str, group: str | None = None) -> Gap | None:
+    """accuracy(a) - accuracy(b) over the same test images of each seed (of one class group, if given)."""
+    rows = predictions if group is None else predictions[predictions["group"] == group]
+    wide = rows.pivot(index=["seed", "image"], columns="variant", values="correct")
+    if a not in wide or b not in wide or wide.empty:
+        return None
+    return gap([d for _, d in (wide[a] - wide[b]).groupby(level="seed")])
+
+
+def summarise_seeds(per_seed: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per variant, in the order they ran: the mean over seeds with the across-seed 95% interval of every
+    metric; for overall and few-shot-class accuracy also the within-seed interval (the seed's test images)."""
     grouped = per_seed.groupby("variant", sort=False)[[*METRICS, "generated_images"]]
-    table = grouped.mean().add_suffix(".mean").join(grouped.std(ddof=0).add_suffix(".std"))
-    return table.assign(seeds=grouped.size()).reset_index()
+    table = grouped.mean().add_suffix(".mean").join(grouped.agg(across_ci).add_suffix(".across_ci95"))
+    for metric, group in (("accuracy", None), ("accuracy.few", "few")):
+        rows = predictions if group is None else predictions[predictions["group"] == group]
+        within = {variant: within_ci([mean_ci(g["correct"])[1] for _, g in by_seed.groupby("seed")])
+                  for variant, by_seed in rows.groupby("variant")}
+        table[f"{metric}.ci95"] = table.index.map(within)
+    return table.drop(columns="generated_images.across_ci95").assign(seeds=grouped.size()).reset_index()

@@ -11,7 +11,9 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from models.benchmarks.ada import ada_agreement
-from models.benchmarks.few_shot import paired, verdict
+from models.benchmarks.few_shot import paired
+from models.benchmarks.long_tail import paired_gap
+from models.benchmarks.results import Gap, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -56,18 +58,31 @@ def table(frame: pd.DataFrame | None) -> dict | None:
 
 
 def mean_pm(mean: float, spread: float, scale: float = 100, digits: int = 1) -> str:
-    """'75.5 ± 0.8' (percent by default)."""
+    """'75.5 ± 0.8' (percent by default); '75.5' when there is no spread (one seed)."""
     if pd.isna(mean):
         return "-"
-    return f"{mean * scale:.{digits}f} ± {spread * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread * scale:.{digits}f}")
+
+
+def half(width: float) -> str:
+    """'± 0.8' in points; '-' where there is no interval (one seed)."""
+    return "-" if pd.isna(width) else f"± {width * 100:.1f}"
+
+
+def said(a: str, b: str, diff: Gap) -> dict:
+    """A verdict with its figures, in points."""
+    return {"a": a, "b": b, "word": verdict(diff), "mean": diff.mean * 100, "within": diff.within * 100,
+            "across": diff.across * 100, "seeds": diff.seeds}
 
 
 def few_shot_context(r: dict) -> dict:
     facts, scores = r["facts"], r["table"]
     order = facts["variants"]
-    wide = scores.assign(cell=[mean_pm(m, c) for m, c in zip(scores["mean"], scores["ci95"])]).pivot(
-        index="variant", columns="shots", values="cell").reindex(order)
-    wide.columns = [f"{k}-shot (% ± 95% CI)" for k in wide.columns]
+    wide = pd.DataFrame(index=order)
+    for shots, rows in scores.groupby("shots"):
+        rows = rows.set_index("variant").reindex(order)
+        wide[f"{shots}-shot (% ± 95% CI across seeds)"] = [mean_pm(m, c) for m, c in zip(rows["mean"], rows["across_ci95"])]
+        wide[f"{shots}-shot within-seed CI"] = [half(c) for c in rows["ci95"]]
     extra = scores.pivot(index="variant", columns="shots", values="extra_images_per_episode").reindex(order)
     wide["extra images / episode"] = [" / ".join(f"{v:.0f}" for v in row) for row in extra.values]
     verdicts = []
@@ -75,15 +90,13 @@ def few_shot_context(r: dict) -> dict:
         genie_rows = scores[(scores["shots"] == shots) & scores["variant"].str.startswith("genie r=")]
         best = genie_rows.loc[genie_rows["mean"].idxmax(), "variant"] if len(genie_rows) else None
         pairs = [("genie-ada", "txt2img"), (best, "txt2img"), ("genie-ada", "none"), ("genie-ada", "traditional"),
-                 ("genie-ada", best), (best, "img2img r=0.7"), ("genie-ada-fast", "genie-ada")]
-        said = []
-        for a, b in pairs:
-            diff = paired(r["episodes"], shots, a, b) if a and b else None
-            if diff is not None:
-                said.append({"a": a, "b": b, "word": verdict(diff), "mean": diff[0] * 100, "ci": diff[1] * 100})
-        verdicts.append({"shots": shots, "said": said})
+                 ("genie-ada", best), (best, "img2img r=0.7"), ("txt2img", "img2img r=0.7"),
+                 ("img2img r=0.7", "none"), ("genie-ada-fast", "genie-ada")]
+        diffs = [(a, b, paired(r["episodes"], shots, a, b) if a and b else None) for a, b in pairs]
+        verdicts.append({"shots": shots, "said": [said(a, b, d) for a, b, d in diffs if d is not None]})
     return {
-        "facts": facts, "accuracy": table(wide.reset_index()), "verdicts": verdicts, "r_plot": r_plot(scores, facts),
+        "facts": facts, "accuracy": table(wide.rename_axis("variant").reset_index()), "verdicts": verdicts,
+        "seeds": len(facts.get("generator_seeds", [0])), "r_plot": r_plot(scores, facts),
         "consistency": consistency(r.get("consistency")), "ada": ada_context(r.get("ada_choices"), facts["ada_ratios"]),
         "grids": grids_context(facts.get("grids", [])), "failures": [
             f | {"source_uri": image_uri(f["source"]), "image_uri": image_uri(f["image"])}
@@ -95,11 +108,12 @@ def r_plot(scores: pd.DataFrame, facts: dict) -> str:
     fig, axes = pyplot().subplots(1, len(facts["shots"]), figsize=(5.5 * len(facts["shots"]), 3.8), squeeze=False)
     for ax, shots in zip(axes[0], facts["shots"]):
         rows = scores[scores["shots"] == shots].set_index("variant")
+        rows = rows.assign(bar=rows["across_ci95"].fillna(rows["ci95"]) * 100)
         sweep = rows[rows.index.str.startswith("genie r=")]
         ratios = [float(v.split("=")[1]) for v in sweep.index]
-        ax.errorbar(ratios, sweep["mean"] * 100, yerr=sweep["ci95"] * 100, marker="o", capsize=3, label="GeNIe at r")
+        ax.errorbar(ratios, sweep["mean"] * 100, yerr=sweep["bar"], marker="o", capsize=3, label="GeNIe at r")
         images = rows[rows.index.str.startswith("img2img r=")]
-        ax.errorbar([float(v.split("=")[1]) for v in images.index], images["mean"] * 100, yerr=images["ci95"] * 100,
+        ax.errorbar([float(v.split("=")[1]) for v in images.index], images["mean"] * 100, yerr=images["bar"],
                     marker="s", linestyle="none", capsize=3, label="Img2Img at r")
         for name, style, color in (("none", ":", "gray"), ("traditional", "-.", "gray"), ("txt2img", "--", "gray"),
                                    ("genie-ada", "-", "C3"), ("genie-ada-fast", "--", "C3")):
@@ -166,21 +180,30 @@ def long_tail_context(r: dict) -> dict:
     shown = pd.DataFrame({"variant": scores["variant"]})
     for metric, name in (("accuracy", "overall"), ("accuracy.many", "many"), ("accuracy.medium", "medium"),
                          ("accuracy.few", "few")):
-        shown[f"{name} (% ± std)"] = [mean_pm(m, s) for m, s in zip(scores[f"{metric}.mean"], scores[f"{metric}.std"])]
+        shown[f"{name} (% ± 95% CI across seeds)"] = [mean_pm(m, s) for m, s in
+                                                      zip(scores[f"{metric}.mean"], scores[f"{metric}.across_ci95"])]
+        if f"{metric}.ci95" in scores:
+            shown[f"{name} within-seed CI"] = [half(c) for c in scores[f"{metric}.ci95"]]
     shown["generated images"] = scores["generated_images.mean"].round(0)
     shown["seeds"] = scores["seeds"]
     fig, ax = pyplot().subplots(figsize=(10, 3.8))
     x = np.arange(len(scores))
     for offset, (metric, label) in zip((-0.2, 0.2), (("accuracy", "overall"), ("accuracy.few", "few-shot classes"))):
-        ax.bar(x + offset, scores[f"{metric}.mean"] * 100, 0.4, yerr=scores[f"{metric}.std"] * 100, capsize=3,
-               label=label)
+        bars = scores[f"{metric}.across_ci95"].fillna(scores[f"{metric}.ci95"])
+        ax.bar(x + offset, scores[f"{metric}.mean"] * 100, 0.4, yerr=bars * 100, capsize=3, label=label)
     ax.set_xticks(x, scores["variant"], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
     per_seed = r["per_seed"].pivot(index="seed", columns="variant", values="accuracy.few")
-    gaps = [{"a": a, "b": b, "mean": (per_seed[a] - per_seed[b]).mean() * 100,
-             "per_seed": ", ".join(f"{v * 100:+.1f}" for v in per_seed[a] - per_seed[b])}
-            for a in ("genie-ada", "genie r=0.8") for b in ("txt2img", "real") if a in per_seed and b in per_seed]
+    gaps = []
+    for group, name in ((None, "overall"), ("few", "few-shot classes")):
+        for a, b in (("genie-ada", "txt2img"), ("genie-ada", "real"), ("genie r=0.8", "txt2img"),
+                     ("genie r=0.8", "real"), ("genie-ada", "genie r=0.8"), ("txt2img", "img2img r=0.7")):
+            diff = paired_gap(r["predictions"], a, b, group)
+            if diff is not None:
+                per = (per_seed[a] - per_seed[b]) if group == "few" else None
+                gaps.append(said(a, b, diff) | {"group": name, "per_seed": "" if per is None else
+                                                ", ".join(f"{v * 100:+.1f}" for v in per)})
     return {"facts": facts, "accuracy": table(shown), "gaps": gaps, "plot": figure_uri(fig),
             "consistency": consistency(r.get("consistency"))}
 
@@ -208,10 +231,13 @@ def ada_benchmark_context(r: dict | None) -> dict | None:
         cost[column] = cost[column].map("{:.2f}x".format)
     few = r.get("few_shot")
     if few is not None and not few.empty:
-        few = pd.DataFrame({"shots": few["shots"], "exact (% ± 95% CI)": [mean_pm(m, c) for m, c in zip(few["exact"], few["exact_ci95"])],
-                            "fast (% ± 95% CI)": [mean_pm(m, c) for m, c in zip(few["fast"], few["fast_ci95"])],
-                            "fast − exact (points, paired)": [mean_pm(m, c) for m, c in zip(few["fast_minus_exact"], few["paired_ci95"])],
-                            "episodes": few["episodes"]})
+        few = pd.DataFrame({"shots": few["shots"], "exact (% ± 95% CI across seeds)": [
+            mean_pm(m, c) for m, c in zip(few["exact"], few["exact_ci95"])],
+            "fast (% ± 95% CI across seeds)": [mean_pm(m, c) for m, c in zip(few["fast"], few["fast_ci95"])],
+            "fast − exact (points, paired within seed)": [mean_pm(m, c) for m, c in zip(few["fast_minus_exact"],
+                                                                                     few["paired_ci95"])],
+            "fast − exact across seeds": [half(c) for c in few["across_ci95"]],
+            "generator seeds": few["seeds"], "episodes a seed": few["episodes"]})
     facts = r["facts"]
     agreements = [(name, facts[key]) for name, key in (("fast", "agreement"), ("exact at 2x sampler steps",
                   "exact_2x_steps_agreement")) if facts.get(key)]

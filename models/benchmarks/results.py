@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from models.config import Settings
 from models.digests import model_identity
@@ -22,6 +24,18 @@ def benchmark_dir(settings: Settings) -> Path:
     return settings.workdir / "benchmark"
 
 
+def replicate(settings: Settings, seed: int) -> Settings:
+    """Benchmark replicate `seed`, in benchmark/seed-<seed>/: the whole train split (a long tail, when the
+    night has one, would leave classes with fewer images than an episode needs; the long-tail benchmark
+    draws its own), with the embedded generator and every classifier trained from `seed`."""
+    data = settings.model_dump()
+    data["dataset"]["long_tail"]["imbalance_ratio"] = None
+    data["generator"]["embedded"]["seed"] = seed
+    data["classifier"]["seed"] = seed
+    data["paths"]["artifacts"] = benchmark_dir(settings) / f"seed-{seed}"
+    return Settings.model_validate(data)
+
+
 def slug(text: str) -> str:
     """A variant label as an MLflow metric name / folder name: 'genie r=0.5' -> 'genie_r0.5'."""
     return re.sub(r"[^\w.-]+", "_", text.replace("=", ""))
@@ -31,6 +45,49 @@ def mean_ci(values) -> tuple[float, float]:
     """Mean and half-width of the 95% interval, 1.96 * std / sqrt(n)."""
     values = np.asarray(values, dtype=float)
     return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+def across_ci(means) -> float:
+    """Half-width of the 95% t-interval of the seeds' means (nan for one seed): the spread of independently
+    trained generators, extractors and classifiers, which no within-seed interval sees."""
+    means = np.asarray(means, dtype=float)
+    if len(means) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means)))
+
+
+def within_ci(half_widths) -> float:
+    """Half-width of the within-seed 95% interval of the mean of seeds' means, each seed's held fixed."""
+    half_widths = np.asarray(half_widths, dtype=float)
+    return float(np.sqrt((half_widths**2).sum()) / len(half_widths))
+
+
+@dataclass(frozen=True)
+class Gap:
+    """a - b over paired observations (episodes or test images) of every seed, with both intervals."""
+
+    mean: float
+    within: float  # from the paired observations of each seed: the generators held fixed
+    across: float  # t-interval over the seeds' mean gaps: nan with one seed
+    seeds: int
+
+    @property
+    def interval(self) -> float:
+        """What a verdict rests on: the across-seed interval, the within-seed one when there is one seed."""
+        return self.within if self.seeds < 2 else self.across
+
+
+def gap(per_seed: list) -> Gap:
+    """The Gap from each seed's paired differences."""
+    means = [mean_ci(d) for d in per_seed]
+    return Gap(float(np.mean([m for m, _ in means])), within_ci([c for _, c in means]),
+               across_ci([m for m, _ in means]), len(means))
+
+
+def verdict(diff: Gap) -> str:
+    """'better than', 'worse than' or 'not distinguishable from', by the interval a Gap's verdict rests on."""
+    return ("better than" if diff.mean - diff.interval > 0 else "worse than" if diff.mean + diff.interval < 0
+            else "not distinguishable from")
 
 
 def protocol(settings: Settings, started: float, commit: str, **facts) -> dict:

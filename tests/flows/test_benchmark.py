@@ -13,7 +13,7 @@ runner = CliRunner()
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",
         "classifier.epochs=1", "finetune.epochs=1",
         "benchmark.few_shot.ways=3", "benchmark.few_shot.shots=[1, 2]", "benchmark.few_shot.episodes=4",
-        "benchmark.few_shot.queries=2", "benchmark.long_tail.seeds=[0, 1]", "benchmark.long_tail.per_target=2",
+        "benchmark.few_shot.queries=2", "benchmark.generator_seeds=[0, 1]", "benchmark.long_tail.per_target=2",
         "benchmark.long_tail.imbalance_ratio=10",
         "benchmark.long_tail.methods=[real, img2img, genie, genie-ada+filter]", "benchmark.ada.pairs=6"]
 
