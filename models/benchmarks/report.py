@@ -72,7 +72,8 @@ def half(width: float) -> str:
 def said(a: str, b: str, diff: Gap) -> dict:
     """A verdict with its figures, in points."""
     return {"a": a, "b": b, "word": verdict(diff), "mean": diff.mean * 100, "within": diff.within * 100,
-            "across": diff.across * 100, "seeds": diff.seeds}
+            "across": diff.across * 100, "seeds": diff.seeds,
+            "per_seed": ", ".join(f"{v * 100:+.1f}" for v in diff.per_seed) if diff.seeds > 1 else ""}
 
 
 def few_shot_context(r: dict) -> dict:
@@ -194,16 +195,13 @@ def long_tail_context(r: dict) -> dict:
     ax.set_xticks(x, scores["variant"], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
-    per_seed = r["per_seed"].pivot(index="seed", columns="variant", values="accuracy.few")
     gaps = []
     for group, name in ((None, "overall"), ("few", "few-shot classes")):
         for a, b in (("genie-ada", "txt2img"), ("genie-ada", "real"), ("genie r=0.8", "txt2img"),
                      ("genie r=0.8", "real"), ("genie-ada", "genie r=0.8"), ("txt2img", "img2img r=0.7")):
             diff = paired_gap(r["predictions"], a, b, group)
             if diff is not None:
-                per = (per_seed[a] - per_seed[b]) if group == "few" else None
-                gaps.append(said(a, b, diff) | {"group": name, "per_seed": "" if per is None else
-                                                ", ".join(f"{v * 100:+.1f}" for v in per)})
+                gaps.append(said(a, b, diff) | {"group": name})
     return {"facts": facts, "accuracy": table(shown), "gaps": gaps, "plot": figure_uri(fig),
             "consistency": consistency(r.get("consistency"))}
 

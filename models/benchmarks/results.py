@@ -70,6 +70,7 @@ class Gap:
     within: float  # from the paired observations of each seed: the generators held fixed
     across: float  # t-interval over the seeds' mean gaps: nan with one seed
     seeds: int
+    per_seed: tuple[float, ...] = ()
 
     @property
     def interval(self) -> float:
@@ -81,7 +82,7 @@ def gap(per_seed: list) -> Gap:
     """The Gap from each seed's paired differences."""
     means = [mean_ci(d) for d in per_seed]
     return Gap(float(np.mean([m for m, _ in means])), within_ci([c for _, c in means]),
-               across_ci([m for m, _ in means]), len(means))
+               across_ci([m for m, _ in means]), len(means), tuple(m for m, _ in means))
 
 
 def verdict(diff: Gap) -> str:

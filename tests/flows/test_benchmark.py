@@ -33,11 +33,18 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     table, episodes = pd.read_csv(out / "table.csv"), pd.read_csv(out / "episodes.csv")
     assert facts["base_classes"] == list("01234") and facts["novel_classes"] == list("56789")
     assert len(table) == 2 * len(facts["variants"]) == 24 and set(table["episodes"]) == {4}
-    # every variant on the same episodes, and the interval is 1.96 std / sqrt(n) over them
-    assert episodes.groupby("variant").apply(lambda g: tuple(zip(g["shots"], g["episode"]))).nunique() == 1
+    # two independent replicates: each generator seed trained its own generator; the night's is left alone
+    assert facts["generator_seeds"] == [0, 1] and len(set(facts["generators"].values())) == 2
+    assert not (project / "artifacts/digits/generator").exists()
+    # every variant on the same episodes in every seed; the within-seed interval combines each seed's
+    # 1.96 std / sqrt(n) over its episodes, the across-seed one is a t-interval of the seeds' means
+    keys = episodes.groupby("variant")[["seed", "shots", "episode"]].apply(lambda g: tuple(map(tuple, g.values)))
+    assert keys.nunique() == 1
     row = table[(table["shots"] == 2) & (table["variant"] == "genie r=0.8")].iloc[0]
-    accuracies = episodes[(episodes["shots"] == 2) & (episodes["variant"] == "genie r=0.8")]["accuracy"]
-    assert row["mean"] == accuracies.mean() and np.isclose(row["ci95"], 1.96 * accuracies.std(ddof=0) / 2)
+    accuracies = episodes[(episodes["shots"] == 2) & (episodes["variant"] == "genie r=0.8")].groupby("seed")["accuracy"]
+    means, halves = accuracies.mean(), 1.96 * accuracies.std(ddof=0) / 2
+    assert np.isclose(row["mean"], means.mean()) and np.isclose(row["ci95"], np.sqrt((halves**2).sum()) / 2)
+    assert np.isclose(row["across_ci95"], 12.706 * means.std(ddof=1) / np.sqrt(2), rtol=1e-3) and row["seeds"] == 2
     budget = table.set_index(["shots", "variant"])["extra_images_per_episode"]
     for shots in (1, 2):  # (N-1) * K extra images per class, N classes, for every method but `none`
         assert budget[shots, "none"] == 0
@@ -45,9 +52,10 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     choices = pd.read_csv(out / "ada_choices.csv")
     assert set(choices["ratio"]) <= {0.5, 0.6, 0.7, 0.8, 0.9} and choices["image"].map(lambda p: "/genie/" in p).all()
     assert set(choices["mode"]) == {"exact", "fast"}
-    cost = pd.read_csv(out / "cost.csv").set_index("variant")["unet_evals_per_image"]
-    assert cost["genie-ada"] == sum(cost[f"genie r={r}"] for r in (0.5, 0.6, 0.7, 0.8, 0.9))
-    assert 20 + cost["genie r=0.5"] <= cost["genie-ada-fast"] <= 20 + cost["genie r=0.9"]  # 5 probes, then r* only
+    for _, cost in pd.read_csv(out / "cost.csv").groupby("seed"):
+        cost = cost.set_index("variant")["unet_evals_per_image"]
+        assert cost["genie-ada"] == sum(cost[f"genie r={r}"] for r in (0.5, 0.6, 0.7, 0.8, 0.9))
+        assert 20 + cost["genie r=0.5"] <= cost["genie-ada-fast"] <= 20 + cost["genie r=0.9"]  # 5 probes, then r*
     assert set(pd.read_csv(out / "consistency.csv")["variant"]) == set(facts["variants"]) - {"none", "traditional"}
     run = MlflowClient().get_run(facts["run_id"])
     assert run.data.tags["benchmark"] == "few-shot" and "few_shot.1shot.genie-ada" in run.data.metrics
@@ -60,7 +68,7 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     ada = invoke("benchmark", "ada")
     assert ada.exit_code == 0, ada.output
     assert "fast picks exact's r* for" in ada.output and "exact at 2x steps picks exact's r*" in ada.output
-    assert "few-shot 2-shot: exact" in ada.output
+    assert "few-shot 2-shot over 2 generator seed(s): exact" in ada.output
     out = project / "artifacts/digits/benchmark/ada"
     costs = pd.read_csv(out / "table.csv").set_index("variant")
     assert list(costs.index) == ["genie", "genie-ada exact", "genie-ada fast", "genie-ada exact 2x steps"]
@@ -82,7 +90,11 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
         assert (generated[method] == generated["genie r=0.8"]).all()
     assert (generated["genie-ada+filter"] <= generated["genie r=0.8"]).all()
     summary = pd.read_csv(project / "artifacts/digits/benchmark/long-tail/table.csv")
-    assert (summary["seeds"] == 2).all() and {"accuracy.few.mean", "accuracy.few.std"} <= set(summary.columns)
+    assert (summary["seeds"] == 2).all()
+    assert {"accuracy.few.mean", "accuracy.few.across_ci95", "accuracy.few.ci95"} <= set(summary.columns)
+    predictions = pd.read_csv(project / "artifacts/digits/benchmark/long-tail/predictions.csv")
+    accuracy = predictions.groupby(["seed", "variant"])["correct"].mean()  # the same test images as the metrics
+    assert np.allclose(accuracy[per_seed.set_index(["seed", "variant"]).index], per_seed["accuracy"])
 
     shown = invoke("report", "--screenshot", str(project / "report.png"))
     assert shown.exit_code == 0, shown.output

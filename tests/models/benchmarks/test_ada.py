@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 
 from models.benchmarks.ada import ada_agreement, cost_table, few_shot_rows, held_out_pairs
+from models.benchmarks.episodes import Variant
+from models.benchmarks.few_shot import summarise_episodes
 
 
 def test_pairs_come_from_the_test_split_with_another_class_as_target():
@@ -35,9 +37,13 @@ def test_costs_are_put_against_genie_and_few_shot_rows_are_paired():
     table = cost_table(costs).set_index("variant")
     assert table.loc["genie-ada fast", "evals_vs_genie"] == 1.25
     assert table.loc["genie-ada fast", "seconds_vs_genie"] == pytest.approx(1.5)
-    episodes = pd.DataFrame([{"shots": 1, "episode": e, "variant": v, "accuracy": a}
-                             for e, (x, y) in enumerate([(0.5, 0.6), (0.6, 0.6), (0.7, 0.8)])
+    episodes = pd.DataFrame([{"seed": s, "shots": 1, "episode": e, "variant": v, "accuracy": a + s / 10,
+                              "extra_images": 2}
+                             for s in (0, 1) for e, (x, y) in enumerate([(0.5, 0.6), (0.6, 0.6), (0.7, 0.8)])
                              for v, a in (("genie-ada", x), ("genie-ada-fast", y))])
-    [row] = few_shot_rows({"episodes": episodes}).to_dict("records")
+    table = summarise_episodes(episodes, [Variant("genie-ada"), Variant("genie-ada-fast")])
+    [row] = few_shot_rows({"episodes": episodes, "table": table}).to_dict("records")
     assert row["fast_minus_exact"] == pytest.approx(0.0667, abs=1e-4) and row["episodes"] == 3
+    assert row["seeds"] == 2 and row["paired_ci95"] > 0 and row["across_ci95"] == pytest.approx(0)
+    assert row["exact"] == pytest.approx(0.65)
     assert few_shot_rows(None).empty

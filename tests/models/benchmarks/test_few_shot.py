@@ -9,9 +9,9 @@ from models.benchmarks.few_shot import (
     paired,
     planned_edits,
     summarise_episodes,
-    verdict,
     with_ada_cost,
 )
+from models.benchmarks.results import Gap, verdict
 
 EPISODE = Episode(1, 0, ("5", "6", "7"), (("s5.png", "5"), ("s6.png", "6"), ("s7.png", "7")), ())
 
@@ -34,15 +34,19 @@ def test_ada_is_planned_as_genie_edits_at_its_ratios():
 
 
 def test_summary_paired_difference_and_verdict():
-    scores = pd.DataFrame([{"shots": 1, "episode": e, "variant": v, "accuracy": a, "extra_images": 2}
+    scores = pd.DataFrame([{"seed": 0, "shots": 1, "episode": e, "variant": v, "accuracy": a, "extra_images": 2}
                            for e, (x, y) in enumerate([(0.5, 0.6), (0.6, 0.7), (0.55, 0.66)])
                            for v, a in (("none", x), ("genie r=0.8", y))])
     table = summarise_episodes(scores, [Variant("none"), Variant("genie", 0.8)])
     assert list(table["variant"]) == ["none", "genie r=0.8"] and table.loc[1, "mean"] == pytest.approx(0.6533, abs=1e-4)
-    mean, ci = paired(scores, 1, "genie r=0.8", "none")
-    assert mean == pytest.approx(0.1033, abs=1e-4) and ci > 0
-    assert verdict((mean, ci)) == "better than" and verdict((-mean, ci)) == "worse than"
-    assert verdict((0.01, 0.02)) == "not distinguishable from" and paired(scores, 1, "txt2img", "none") is None
+    diff = paired(scores, 1, "genie r=0.8", "none")
+    assert diff.mean == pytest.approx(0.1033, abs=1e-4) and diff.within > 0 and diff.seeds == 1
+    assert verdict(diff) == "better than" and verdict(Gap(-diff.mean, diff.within, diff.across, 1)) == "worse than"
+    assert verdict(Gap(0.01, 0.02, float("nan"), 1)) == "not distinguishable from"
+    assert paired(scores, 1, "txt2img", "none") is None
+    # with several seeds the verdict rests on the across-seed interval, however narrow the within-seed one
+    assert verdict(Gap(0.05, 0.01, 0.08, 3)) == "not distinguishable from"
+    assert verdict(Gap(0.05, 0.01, 0.04, 3)) == "better than"
 
 
 def test_fast_ada_also_plans_one_probe_per_candidate():
@@ -67,11 +71,30 @@ def test_ada_costs_its_candidates_or_its_probes_plus_r_star():
     assert fast["seconds_per_image"] == pytest.approx(0.02 + 0.15)
 
 
-def test_episodes_use_the_whole_train_split_even_when_the_night_is_long_tailed():
-    from models.benchmarks.few_shot import whole_train_split
+def test_a_replicate_uses_the_whole_train_split_and_its_own_seeds_even_when_the_night_is_long_tailed():
+    from models.benchmarks.results import replicate
     from models.config import load_settings
 
     night = load_settings("missing.yaml", ["dataset.long_tail.imbalance_ratio=50", "dataset.long_tail.seed=3"])
-    episodes = whole_train_split(night)
-    assert episodes.dataset.long_tail.imbalance_ratio is None and episodes.dataset.long_tail.seed == 3
-    assert episodes.model_copy(update={"dataset": night.dataset}) == night  # nothing else changes
+    one = replicate(night, 1)
+    assert one.dataset.long_tail.imbalance_ratio is None and one.dataset.long_tail.seed == 3
+    assert one.generator.embedded.seed == one.classifier.seed == 1
+    assert one.workdir.as_posix() == "artifacts/digits/benchmark/seed-1/digits"
+    assert one.generator.seed == night.generator.seed  # the edits' noise: paired across methods, as in the night
+    same = {"dataset": night.dataset, "classifier": night.classifier, "generator": night.generator, "paths": night.paths}
+    assert one.model_copy(update=same) == night  # nothing else changes
+
+
+def test_within_and_across_seed_intervals_of_a_paired_difference():
+    episodes = pd.DataFrame({"seed": [0] * 4 + [1] * 4, "shots": 1, "episode": [0, 1] * 4,
+                             "variant": (["a"] * 2 + ["b"] * 2) * 2, "accuracy": [0.6, 0.8, 0.5, 0.5,
+                                                                                   0.9, 0.7, 0.5, 0.7]})
+    diff = paired(episodes, 1, "a", "b")
+    assert diff.mean == pytest.approx(0.2) and diff.seeds == 2
+    # each seed's paired interval (episode gaps 0.1, 0.3 and 0.4, 0.0), combined for the mean of the two
+    assert diff.within == pytest.approx(((1.96 * 0.1 / 2 ** 0.5) ** 2 + (1.96 * 0.2 / 2 ** 0.5) ** 2) ** 0.5 / 2)
+    assert diff.across == 0  # both seeds gain 0.2: the generators do not move this difference
+    table = summarise_episodes(episodes.assign(extra_images=0), [Variant("a"), Variant("b")]).set_index("variant")
+    assert table.loc["a", "mean"] == pytest.approx(0.75) and table.loc["a", "seeds"] == 2
+    assert table.loc["a", "across_ci95"] == pytest.approx(12.706 * 0.0707 / 2 ** 0.5, rel=1e-3)
+    assert table.loc["a", "episodes"] == 2

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from models.benchmarks.episodes import Variant
-from models.benchmarks.long_tail import long_tail_edits, long_tail_settings, summarise_seeds
+from models.benchmarks.long_tail import long_tail_edits, long_tail_settings, paired_gap, summarise_seeds
+from models.benchmarks.results import replicate, verdict
 from models.config import Settings
 
 MANIFEST = pd.DataFrame({"path": ["5/a.png", "5/b.png", "6/c.png", "7/d.png"], "label": ["5", "5", "6", "7"],
@@ -12,12 +13,13 @@ SELECTION = pd.DataFrame({"target": ["5", "5", "5", "6"], "source_class": ["6", 
                           "source": ["data/6/c.png", "data/7/d.png", "data/6/e.png", "data/5/a.png"]})
 
 
-def test_each_seed_gets_its_own_long_tailed_project():
-    settings = long_tail_settings(Settings(), seed=2)
+def test_each_generator_seed_gets_its_own_long_tailed_project_and_generator():
+    settings = long_tail_settings(replicate(Settings(), 2), seed=2)
     assert settings.dataset.long_tail.imbalance_ratio == 50 and settings.dataset.long_tail.seed == 2
     assert settings.classifier.seed == 2 and settings.select.targets == "tail"
-    assert settings.workdir.as_posix().endswith("benchmark/long-tail/seed-2/digits")
-    assert settings.generator_model == Settings().generator_model  # one generator for every seed
+    assert settings.workdir.as_posix().endswith("benchmark/seed-2/digits/long-tail/digits")
+    assert settings.generator_model.endswith("benchmark/seed-2/digits/generator")  # the replicate's, not the night's
+    assert settings.generator_model != long_tail_settings(replicate(Settings(), 0), seed=0).generator_model
 
 
 def test_every_method_gets_the_selection_budget_per_class():
@@ -31,10 +33,33 @@ def test_every_method_gets_the_selection_budget_per_class():
     assert long_tail_edits(settings, Variant("real"), SELECTION, MANIFEST) == []
 
 
-def test_summary_over_seeds():
+def predictions(seed: int, variant: str, correct: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"seed": seed, "variant": variant, "image": range(len(correct)),
+                         "group": ["few", "few", "many", "many"], "correct": correct})
+
+
+PREDICTIONS = pd.concat([predictions(0, "real", [0, 1, 1, 1]), predictions(0, "genie", [1, 1, 1, 1]),
+                         predictions(1, "real", [0, 0, 1, 1]), predictions(1, "genie", [1, 0, 1, 0])])
+
+
+def test_summary_over_seeds_gives_both_intervals():
     per_seed = pd.DataFrame({"seed": [0, 1], "variant": ["real", "real"], "generated_images": [0, 0],
-                             "accuracy": [0.8, 0.9], "accuracy.many": [1.0, 1.0], "accuracy.medium": [0.9, 0.9],
-                             "accuracy.few": [0.6, 0.8]})
-    row = summarise_seeds(per_seed).iloc[0]
-    assert row["accuracy.mean"] == pytest.approx(0.85) and row["accuracy.few.std"] == pytest.approx(0.1)
-    assert row["seeds"] == 2
+                             "accuracy": [0.75, 0.5], "accuracy.many": [1.0, 1.0], "accuracy.medium": [0.9, 0.9],
+                             "accuracy.few": [0.5, 0.0]})
+    row = summarise_seeds(per_seed, PREDICTIONS).iloc[0]
+    assert row["accuracy.mean"] == pytest.approx(0.625) and row["seeds"] == 2
+    # across seeds: t(0.975, 1) * sample std / sqrt(2); within: each seed's 1.96 * std / sqrt(n), combined
+    assert row["accuracy.few.across_ci95"] == pytest.approx(12.706 * 0.3536 / 2 ** 0.5, rel=1e-3)
+    within = [1.96 * 0.4330 / 2, 1.96 * 0.5 / 2]
+    assert row["accuracy.ci95"] == pytest.approx((within[0] ** 2 + within[1] ** 2) ** 0.5 / 2, rel=1e-3)
+    one = summarise_seeds(per_seed[per_seed["seed"] == 0], PREDICTIONS[PREDICTIONS["seed"] == 0]).iloc[0]
+    assert pd.isna(one["accuracy.across_ci95"]) and one["accuracy.ci95"] > 0  # one seed: no across-seed interval
+
+
+def test_gaps_are_paired_over_the_same_test_images_of_each_seed():
+    overall = paired_gap(PREDICTIONS, "genie", "real")
+    assert overall.mean == pytest.approx((0.25 + 0.0) / 2) and overall.seeds == 2
+    few = paired_gap(PREDICTIONS, "genie", "real", "few")
+    assert few.mean == pytest.approx(0.5) and few.within > 0
+    assert few.across == 0 and verdict(few) == "better than"  # both seeds gain the same
+    assert paired_gap(PREDICTIONS, "genie", "txt2img") is None
