@@ -14,6 +14,7 @@ from timm.data import Mixup, create_transform, resolve_data_config
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.scheduler import CosineLRScheduler
 from torch.utils.data import DataLoader
+from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from models.config import ClassifierConfig, RuntimeConfig
@@ -39,14 +40,17 @@ def transforms(model: torch.nn.Module, image_size: int, cfg: ClassifierConfig | 
     data_cfg = resolve_data_config({"input_size": (3, image_size, image_size), "crop_pct": 1.0}, model=model)
     if cfg is None:
         return create_transform(**data_cfg, is_training=False)
+    # timm's recipe built from torchvision's transforms: they draw from torch's generator, which only the
+    # training uses. timm's own crop draws from Python's `random`, which other threads of the process draw
+    # from too (the websocket keepalive of Prefect's event client), at moments that vary from run to run.
     aug = cfg.augment
-    return create_transform(
-        **{k: v for k, v in data_cfg.items() if k != "crop_pct"},
-        is_training=True,
-        scale=aug.scale,
-        hflip=aug.hflip,
-        color_jitter=aug.color_jitter or None,
-    )
+    steps = [T.RandomResizedCrop(data_cfg["input_size"][1:], scale=aug.scale,
+                                 interpolation=T.InterpolationMode(data_cfg["interpolation"]))]
+    if aug.hflip:
+        steps.append(T.RandomHorizontalFlip(aug.hflip))
+    if aug.color_jitter:
+        steps.append(T.ColorJitter(aug.color_jitter, aug.color_jitter, aug.color_jitter))
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(data_cfg["mean"], data_cfg["std"])])
 
 
 Label = int | tuple[int, int, float]  # a class, or (target, source, weight of the source): a soft label

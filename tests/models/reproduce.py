@@ -19,13 +19,19 @@ from tests.models.tiny_ldm import PROMPTS, train_tiny
 RUNTIME = RuntimeConfig(threads=1)
 
 
-def make(digits: Path, out: Path, seed: int) -> None:
+def tiny_classifier(digits: Path, seed: int, epochs: int = 1) -> tuple[torch.nn.Module, list[str]]:
+    """A tiny classifier on four images per class and split, with crops, trained quietly."""
     scan = scan_imagefolder(digits)
     manifest = split_images(scan.images, DatasetConfig(path=digits)).groupby(["label", "split"]).head(4)
-    cfg = ClassifierConfig(model="test_resnet", epochs=1, seed=seed)
+    cfg = ClassifierConfig(model="test_resnet", epochs=epochs, seed=seed)
     trained = train(subset(manifest, digits, "train", scan.classes), subset(manifest, digits, "val", scan.classes),
                     len(scan.classes), 32, cfg, False, runtime=RUNTIME)
-    save_checkpoint(out / "classifier.pt", trained.model, cfg.model, scan.classes, 32)
+    return trained.model, scan.classes
+
+
+def make(digits: Path, out: Path, seed: int) -> None:
+    model, classes = tiny_classifier(digits, seed)
+    save_checkpoint(out / "classifier.pt", model, "test_resnet", classes, 32)
 
     generator, paths = train_tiny(digits, out / "generator", per_class=8, seed=seed, runtime=RUNTIME)
     engine = Engine(str(generator), device="cpu", dtype="float32", steps=5)

@@ -2,8 +2,10 @@
 embedded generator weights, and GeNIe edits made with the saved generator."""
 import json
 import os
+import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +16,7 @@ from models.config import ClassifierConfig, RuntimeConfig
 from models.determinism import pin_runtime, thread_count
 from tasks.caching import cache_key, keyed_folder
 from tasks.train import train_classifier
+from tests.models.reproduce import tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ("classifier.pt", "generator/model/unet/diffusion_pytorch_model.safetensors",
@@ -39,6 +42,26 @@ def test_two_processes_make_the_same_bytes(digits, tmp_path):
 
     other = reproduce(digits, tmp_path / "other-seed", 1)["files"]
     assert all(other[name] != first["files"][name] for name in WEIGHTS + EDITS)
+
+
+def test_other_threads_drawing_from_python_random_leave_the_weights_alone(digits):
+    """Prefect's event client pings its websocket from another thread with random.getrandbits, at moments
+    that vary from run to run: a training that drew its crops from Python's `random` got other weights."""
+    quiet = tiny_classifier(digits, 0, epochs=3)[0].state_dict()
+    stop = threading.Event()
+
+    def draw():
+        while not stop.wait(0.0005):
+            random.getrandbits(32)
+
+    other = threading.Thread(target=draw, daemon=True)
+    other.start()
+    try:
+        busy = tiny_classifier(digits, 0, epochs=3)[0].state_dict()
+    finally:
+        stop.set()
+        other.join()
+    assert all(torch.equal(quiet[name], busy[name]) for name in quiet)
 
 
 def test_omp_num_threads_wins_over_the_configured_count(monkeypatch):
