@@ -210,7 +210,9 @@ def quality(
 def benchmark_few_shot(params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """N-way K-shot episodes on the novel classes (benchmark.few_shot), a frozen extractor trained on the base
     classes, logistic regression; none, traditional, Img2Img, Txt2Img, GeNIe at each r and GeNIe-Ada with the
-    same extra images per class. Writes artifacts/<dataset>/benchmark/few-shot/ and an MLflow run."""
+    same extra images per class. Once per benchmark.generator_seeds, each with its own generator and extractor:
+    means with 95% intervals across seeds and within a seed. Writes artifacts/<dataset>/benchmark/few-shot/
+    and an MLflow run."""
     from flows.few_shot import genie_benchmark_few_shot
 
     show_table(run_flow(genie_benchmark_few_shot, settings(params, set_)))
@@ -219,8 +221,10 @@ def benchmark_few_shot(params: Params = Path("params.yaml"), set_: Set = None) -
 @benchmark.command("long-tail")
 def benchmark_long_tail(params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Fine-tune on a long-tailed train split (benchmark.long_tail): real only vs confusion-driven GeNIe and
-    GeNIe-Ada (also filtered) vs Txt2Img and Img2Img, equal budgets per tail class, mean ± std over seeds.
-    Writes artifacts/<dataset>/benchmark/long-tail/ and an MLflow run."""
+    GeNIe-Ada (also filtered) vs Txt2Img and Img2Img, equal budgets per tail class. Once per
+    benchmark.generator_seeds, each with its own subsample, generator and classifiers: means with 95% intervals
+    across seeds and within a seed (its test images). Writes artifacts/<dataset>/benchmark/long-tail/ and an
+    MLflow run."""
     from flows.long_tail import genie_benchmark_long_tail
 
     show_table(run_flow(genie_benchmark_long_tail, settings(params, set_)))

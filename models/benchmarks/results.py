@@ -124,6 +124,8 @@ def load(folder: Path) -> dict | None:
     if not (folder / RESULTS).is_file():
         return None
     results = {"facts": json.loads((folder / RESULTS).read_text())}
+    if folder.name in ("few-shot", "long-tail") and "generators" not in results["facts"]:
+        raise ValueError(f"{folder}: results from before generator seeds; run `genie benchmark {folder.name}` again")
     for csv in folder.glob("*.csv"):
         results[csv.stem] = pd.read_csv(csv, dtype={"source_class": str, "label": str, "target": str, "judged": str}) \
             if csv.stat().st_size > 1 else pd.DataFrame()

@@ -31,7 +31,7 @@ def results(tmp_path):
               "guidance": 7.5, "prompt": "a photo of a {name}.", "generation_seed": 0, "classifier": "resnet10t",
               "ada_ratios": [0.5, 0.8], "git_commit": "abc", "device": "cpu float32", "date": "2026-01-01 00:00"}
     few = common | {
-        "benchmark": "few-shot", "ways": 2, "shots": [1], "episodes": 4, "queries": 2, "episode_seed": 0,
+        "benchmark": "few-shot", "generators": {"0": "a", "1": "b"}, "ways": 2, "shots": [1], "episodes": 4, "queries": 2, "episode_seed": 0,
         "base_classes": ["0"], "novel_classes": classes, "extractor_val_accuracy": {"0": 0.9, "1": 0.91},
         "generator_seeds": [0, 1], "variants": variants,
         "grids": [{"source": str(images["source"]), "source_class": "7", "target": ODD, "chosen": 0.8,
@@ -56,7 +56,7 @@ def results(tmp_path):
                                 for k in range(4)])
     from models.benchmarks.long_tail import summarise_seeds
 
-    long = common | {"benchmark": "long-tail", "imbalance_ratio": 10, "seeds": [0, 1], "per_target": 3,
+    long = common | {"benchmark": "long-tail", "generators": {"0": "a", "1": "b"}, "imbalance_ratio": 10, "seeds": [0, 1], "per_target": 3,
                      "k_confused": 2, "filter_threshold": 0.5, "finetune": {"epochs": 1}, "groups": "many: > 100",
                      "variants": ["real", "txt2img", "genie-ada"]}
     write_results(tmp_path / "long-tail", {"table": summarise_seeds(per_seed, predictions), "per_seed": per_seed,

@@ -1,6 +1,7 @@
 """Results written and read back; the interval; names; the throughput comparison at one r."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from models.benchmarks.results import load, mean_ci, slug, write_results
 from models.benchmarks.throughput import speedup
@@ -13,6 +14,12 @@ def test_results_round_trip(tmp_path):
     loaded = load(tmp_path / "b")
     assert loaded["facts"] == {"benchmark": "b", "seeds": [0]} and loaded["table"]["label"][0] == "007"
     assert loaded["empty"].empty and load(tmp_path / "none") is None
+
+
+def test_results_from_before_generator_seeds_ask_for_a_new_run(tmp_path):
+    write_results(tmp_path / "few-shot", {"table": pd.DataFrame({"variant": ["none"]})}, {"benchmark": "few-shot"})
+    with pytest.raises(ValueError, match="few-shot: results from before generator seeds; run `genie benchmark few-shot`"):
+        load(tmp_path / "few-shot")
 
 
 def test_interval_and_slug():
