@@ -32,7 +32,7 @@ run: install
 test: install browser
 	$(BIN)/pytest -n 2 --dist loadfile
 
-# The evidence: both benchmarks on the configured dataset, then the report (about 30 min on 2 CPU cores).
+# The evidence: both benchmarks over three generator seeds, then the report (about 95 min on 2 CPU cores).
 benchmarks: install browser
 	$(BIN)/genie benchmark few-shot
 	$(BIN)/genie benchmark long-tail
