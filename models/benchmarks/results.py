@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 import time
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 from models.config import Settings
@@ -91,6 +94,15 @@ def verdict(diff: Gap) -> str:
             else "not distinguishable from")
 
 
+def machine() -> str:
+    """The CPU, its core count and torch's threads: what a generator's bits depend on besides the code."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    return (f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch threads: {torch.get_num_threads()}, {platform.system()} {platform.release()}")
+
+
 def protocol(settings: Settings, started: float, commit: str, **facts) -> dict:
     """What a benchmark ran with: generator, sampler, prompt, seeds, code and machine."""
     g = settings.generator
@@ -99,7 +111,7 @@ def protocol(settings: Settings, started: float, commit: str, **facts) -> dict:
             "generator_digest": model_identity(settings.generator_model), "sampler_steps": g.steps,
             "guidance": g.guidance, "prompt": g.prompt, "generation_seed": g.seed, "classifier": settings.classifier.model,
             "ada_ratios": list(settings.genie.ada_ratios), "git_commit": commit,
-            "device": f"{device.type} {str(dtype).removeprefix('torch.')}",
+            "device": f"{device.type} {str(dtype).removeprefix('torch.')}", "machine": machine(),
             "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(time.monotonic() - started, 1), **facts}
 
 

@@ -29,7 +29,8 @@ def results(tmp_path):
     table = summarise_episodes(episodes, [Variant(*v.split(" r=")) if " r=" in v else Variant(v) for v in variants])
     common = {"dataset": "mine", "generator": "gen", "generator_digest": "0123456789abcdef", "sampler_steps": 25,
               "guidance": 7.5, "prompt": "a photo of a {name}.", "generation_seed": 0, "classifier": "resnet10t",
-              "ada_ratios": [0.5, 0.8], "git_commit": "abc", "device": "cpu float32", "date": "2026-01-01 00:00"}
+              "ada_ratios": [0.5, 0.8], "git_commit": "abc", "device": "cpu float32",
+              "machine": "AMD EPYC, 2 CPUs, torch threads: 2, Linux 6", "date": "2026-01-01 00:00"}
     few = common | {
         "benchmark": "few-shot", "generators": {"0": "a", "1": "b"}, "ways": 2, "shots": [1], "episodes": 4, "queries": 2, "episode_seed": 0,
         "base_classes": ["0"], "novel_classes": classes, "extractor_val_accuracy": {"0": 0.9, "1": 0.91},
@@ -85,6 +86,7 @@ def test_data_is_escaped_everywhere(results):
     page = render_report(*results)
     assert ODD not in page and page.count("&lt;b&gt;&amp;") >= 4  # grid, failures, heatmap table, novel classes
     assert "a photo of a {name}." in page
+    assert "Code abc, run on AMD EPYC, 2 CPUs, torch threads: 2, Linux 6." in page
 
 
 def test_one_benchmark_is_enough(results):
