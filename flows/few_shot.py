@@ -5,20 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, generate_edits, one_writer, prepare, replicate_generator, train_baseline
+from flows.replicates import over_generator_seeds
+from flows.stages import StepLog, generate_edits, one_writer, train_baseline
 from models.benchmarks import few_shot as fs
 from models.benchmarks.consistency import consistency_table
 from models.benchmarks.episodes import sample_episodes, variants
-from models.benchmarks.results import benchmark_dir, cost_rows, protocol, replicate, save_facts, slug, write_results
+from models.benchmarks.results import benchmark_dir, cost_rows, protocol, save_facts, slug, stacked, write_results
 from models.config import Settings
 from models.dataset import read_manifest
-from models.digests import model_identity
 from models.editing import Edit
 from tasks.benchmark import judge_images, restrict_split, score_episodes
-from tasks.caching import run_verified
+from tasks.caching import Outputs, run_verified
+from tasks.data import DataVersion
 from tasks.tracking import configure, git_commit, record_run
 from tasks.train import train_classifier
 
@@ -33,10 +33,9 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     cfg, seeds = settings.benchmark.few_shot, settings.benchmark.generator_seeds
     step_log: StepLog = {}
     out = benchmark_dir(settings) / "few-shot"
-    runs = [one_replicate(replicate(settings, seed), seed, step_log) for seed in seeds]
-    data, plan, first = runs[0]["data"], runs[0]["plan"], runs[0]
-    tables = {name: pd.concat([r[name] for r in runs], ignore_index=True)
-              for name in ("episodes", "ada_choices", "judged", "cost")}
+    runs = over_generator_seeds(settings, step_log, one_replicate)
+    first, plan = runs[0], runs[0]["plan"]
+    tables = stacked(runs, ("episodes", "ada_choices", "judged", "cost"))
     table = fs.summarise_episodes(tables["episodes"], plan)
     ratios = settings.genie.ada_ratios
     facts = protocol(  # the generator named first is seed 0's; `generators` names each seed's
@@ -50,7 +49,7 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
         failures=fs.failure_cases(tables["judged"], settings.generator.seed),
     )
     files = write_results(out, {"table": table, **tables, "consistency": consistency_table(tables["judged"])}, facts)
-    run_id = record_run(settings, data, "benchmark-few-shot",
+    run_id = record_run(settings, first["data"], "benchmark-few-shot",
                         params={f"few_shot.{k}": v for k, v in cfg.model_dump(mode="json").items()}
                         | {"generator_seeds": list(seeds)},
                         metrics={f"few_shot.{row.shots}shot.{slug(row.variant)}": row.mean for row in table.itertuples()},
@@ -60,14 +59,11 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records")}
 
 
-def one_replicate(settings: Settings, seed: int, step_log: StepLog) -> dict:
-    """One generator seed's episodes: its generator, its base-class extractor, its judge, its edits."""
+def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outputs, log: StepLog) -> dict:
+    """One generator seed's episodes: its base-class extractor, its judge, its edits."""
     cfg, genie, edit_seed = settings.benchmark.few_shot, settings.genie, settings.generator.seed
-    log: StepLog = {}
-    data, split = prepare(settings, log)
     base, novel = fs.base_and_novel(split.info["classes"], cfg.base_classes, cfg.novel_classes)
     out = settings.workdir / "few-shot"
-    replicate_generator(settings, data, split, log)
     judge = train_baseline(settings, data, split, log)  # real images of every class: the label judge
     base_split = run_verified(restrict_split, log, split=split, classes=base, view=out / "base-split")
     extractor = run_verified(train_classifier, log, "train-extractor", cfg=settings.classifier,
@@ -88,10 +84,8 @@ def one_replicate(settings: Settings, seed: int, step_log: StepLog) -> dict:
     cost = cost_rows(made, edits_of)
     if any(m.startswith("genie-ada") for m in cfg.methods):
         cost = fs.with_ada_cost(cost, choices, genie.ada_ratios)
-    step_log |= {f"seed-{seed}-{k}": v for k, v in log.items()}
-    return {"settings": settings, "data": data, "plan": plan, "base": base, "novel": novel, "made": made, "episodes": scores.assign(seed=seed),
+    return {"plan": plan, "base": base, "novel": novel, "made": made, "episodes": scores.assign(seed=seed),
             "ada_choices": choices.assign(seed=seed), "cost": cost.assign(seed=seed),
             "judged": judge_images(judge, fs.generated_images(made, edits_of, choices)).assign(seed=seed),
-            "generator": model_identity(settings.generator_model),
             "extractor_val_accuracy": extractor.info["best_val_accuracy"],
             "judge_val_accuracy": judge.info["best_val_accuracy"]}

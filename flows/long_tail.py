@@ -3,23 +3,16 @@ GeNIe / GeNIe-Ada vs Txt2Img / Img2Img with equal budgets, over several generato
 artifacts/<dataset>/benchmark/long-tail/ and an MLflow run."""
 from __future__ import annotations
 
+import functools
 import time
 
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.stages import (
-    StepLog,
-    evaluate,
-    generate_edits,
-    one_writer,
-    prepare,
-    replicate_generator,
-    select,
-    train_baseline,
-)
+from flows.replicates import over_generator_seeds
+from flows.stages import StepLog, evaluate, generate_edits, one_writer, select, train_baseline
 from models.benchmarks.consistency import consistency_table, consistent
-from models.benchmarks.episodes import variants
+from models.benchmarks.episodes import Variant, variants
 from models.benchmarks.long_tail import (
     BASELINE,
     long_tail_edits,
@@ -34,17 +27,16 @@ from models.benchmarks.results import (
     cost_rows,
     image_rows,
     protocol,
-    replicate,
     save_facts,
     slug,
+    stacked,
     write_results,
 )
 from models.config import Settings
 from models.dataset import read_manifest
-from models.digests import model_identity
 from tasks.benchmark import judge_images
-from tasks.caching import images_digest, run_verified
-from tasks.data import split_data
+from tasks.caching import Outputs, images_digest, run_verified
+from tasks.data import DataVersion, split_data
 from tasks.tracking import configure, git_commit, record_run
 from tasks.train import finetune_classifier
 
@@ -60,9 +52,8 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     step_log: StepLog = {}
     out = benchmark_dir(settings) / "long-tail"
     plan = variants(cfg.methods, (settings.genie.noise_ratio,), settings.genie.img2img_ratios)
-    runs = [one_replicate(replicate(settings, seed), seed, plan, step_log) for seed in seeds]
-    tables = {name: pd.concat([r[name] for r in runs], ignore_index=True)
-              for name in ("per_seed", "predictions", "judged", "cost")}
+    runs = over_generator_seeds(settings, step_log, functools.partial(one_replicate, plan=plan))
+    tables = stacked(runs, ("per_seed", "predictions", "judged", "cost"))
     table = summarise_seeds(tables["per_seed"], tables["predictions"])
     e = settings.evaluate
     facts = protocol(runs[0]["settings"], started, git_commit(), benchmark="long-tail",
@@ -84,11 +75,9 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records")}
 
 
-def one_replicate(settings: Settings, seed: int, plan: list, step_log: StepLog) -> dict:
+def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outputs, log: StepLog,
+                  plan: list[Variant]) -> dict:
     """One generator seed: its long-tailed subsample and baseline, then every variant fine-tuned from it."""
-    log: StepLog = {}
-    data, split = prepare(settings, log)
-    replicate_generator(settings, data, split, log)
     lt = long_tail_settings(settings, seed)
     lt_split = run_verified(split_data, log, "long-tail-split", cfg=lt.dataset, dataset_md5=data.md5,
                             view=lt.workdir / "split")
@@ -124,8 +113,6 @@ def one_replicate(settings: Settings, seed: int, plan: list, step_log: StepLog) 
         result = evaluate(lt, tuned, lt_split, log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
         rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
         predictions.append(prediction_rows(seed, variant.label, result))
-    step_log |= {f"seed-{seed}-{k}": v for k, v in log.items()}
-    return {"settings": settings, "data": data, "per_seed": pd.DataFrame(rows), "generator": model_identity(
-        settings.generator_model), "predictions": pd.concat(predictions, ignore_index=True),
-        "judged": pd.concat(judged, ignore_index=True), "cost": pd.concat(costs, ignore_index=True) if costs
-        else pd.DataFrame()}
+    return {"per_seed": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True),
+            "judged": pd.concat(judged, ignore_index=True),
+            "cost": pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()}

@@ -78,8 +78,7 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
         return {"decision": "configured", "reason": settings.generator.model}
     counts = split.info["counts"]
     images = sum(n for name in generator_splits(settings.dataset) for n in counts.get(name, {}).values())
-    now = TrainedOn(tuple(split.info["classes"]), images, recipe(settings),
-                    time.time())
+    now = TrainedOn(tuple(split.info["classes"]), images, recipe(settings), time.time())
     current = current_generator(settings.registered_generator)
     retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force)
     folder = Path(settings.generator_model)
@@ -101,14 +100,6 @@ def generator_inputs(settings: Settings) -> Settings:
     return only(settings, "dataset", "paths").model_copy(update={"generator": GeneratorConfig(
         prompt=settings.generator.prompt, class_names=settings.generator.class_names,
         embedded=settings.generator.embedded)})
-
-
-def replicate_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> None:
-    """A benchmark replicate's own embedded generator, trained (cached) into its folder and never registered:
-    the night's `current` generator stays. A configured generator.model is used as it is."""
-    if not settings.generator.model:
-        run_verified(train_generator_model, step_log, "train-generator", view=Path(settings.generator_model),
-                     settings=generator_inputs(settings), dataset_md5=data.md5, split=split, runtime=settings.runtime)
 
 
 def select(settings: Settings, confusion: Outputs, split: Outputs, step_log: StepLog) -> Outputs:

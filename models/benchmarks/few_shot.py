@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from models.benchmarks.episodes import Episode, Variant, episode_edits
-from models.benchmarks.results import IMAGE_COLUMNS, Gap, across_ci, gap, image_rows, mean_ci, within_ci
+from models.benchmarks.results import IMAGE_COLUMNS, Gap, across_ci, gap_between, image_rows, mean_ci, within_ci
 from models.editing import Edit
 
 
@@ -72,10 +72,7 @@ def summarise_episodes(scores: pd.DataFrame, plan: list[Variant]) -> pd.DataFram
 
 def paired(episodes: pd.DataFrame, shots: int, a: str, b: str) -> Gap | None:
     """accuracy(a) - accuracy(b) over the same episodes of each seed, with both intervals."""
-    rows = episodes[episodes["shots"] == shots].pivot(index=["seed", "episode"], columns="variant", values="accuracy")
-    if a not in rows or b not in rows:
-        return None
-    return gap([d for _, d in (rows[a] - rows[b]).groupby(level="seed")])
+    return gap_between(episodes[episodes["shots"] == shots], a, b, "episode", "accuracy")
 
 
 def generated_images(made: dict[Edit, str], edits_of: dict[str, list[Edit]], choices: pd.DataFrame) -> pd.DataFrame:

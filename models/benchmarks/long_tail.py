@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from models.benchmarks.episodes import Variant
-from models.benchmarks.results import Gap, across_ci, gap, mean_ci, within_ci
+from models.benchmarks.results import Gap, across_ci, gap_between, mean_ci, within_ci
 from models.config import Settings, default_ratio
 from models.editing import Edit, edits_from_selection, replicas
 
@@ -58,10 +58,7 @@ def prediction_rows(seed: int, label: str, evaluation) -> pd.DataFrame:
 def paired_gap(predictions: pd.DataFrame, a: str, b: str, group: str | None = None) -> Gap | None:
     """accuracy(a) - accuracy(b) over the same test images of each seed (of one class group, if given)."""
     rows = predictions if group is None else predictions[predictions["group"] == group]
-    wide = rows.pivot(index=["seed", "image"], columns="variant", values="correct")
-    if a not in wide or b not in wide or wide.empty:
-        return None
-    return gap([d for _, d in (wide[a] - wide[b]).groupby(level="seed")])
+    return gap_between(rows, a, b, "image", "correct")
 
 
 def summarise_seeds(per_seed: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

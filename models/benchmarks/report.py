@@ -97,7 +97,7 @@ def few_shot_context(r: dict) -> dict:
         verdicts.append({"shots": shots, "said": [said(a, b, d) for a, b, d in diffs if d is not None]})
     return {
         "facts": facts, "accuracy": table(wide.rename_axis("variant").reset_index()), "verdicts": verdicts,
-        "seeds": len(facts.get("generator_seeds", [0])), "r_plot": r_plot(scores, facts),
+        "seeds": len(facts["generator_seeds"]), "r_plot": r_plot(scores, facts),
         "consistency": consistency(r.get("consistency")), "ada": ada_context(r.get("ada_choices"), facts["ada_ratios"]),
         "grids": grids_context(facts.get("grids", [])), "failures": [
             f | {"source_uri": image_uri(f["source"]), "image_uri": image_uri(f["image"])}

@@ -81,11 +81,20 @@ class Gap:
         return self.within if self.seeds < 2 else self.across
 
 
-def gap(per_seed: list) -> Gap:
-    """The Gap from each seed's paired differences."""
-    means = [mean_ci(d) for d in per_seed]
+def gap_between(rows: pd.DataFrame, a: str, b: str, unit: str, value: str) -> Gap | None:
+    """`value` of variant a minus b over the same `unit`s (episodes, test images) of each seed; None when
+    either variant is missing."""
+    wide = rows.pivot(index=["seed", unit], columns="variant", values=value)
+    if a not in wide or b not in wide or wide.empty:
+        return None
+    means = [mean_ci(d) for _, d in (wide[a] - wide[b]).groupby(level="seed")]
     return Gap(float(np.mean([m for m, _ in means])), within_ci([c for _, c in means]),
                across_ci([m for m, _ in means]), len(means), tuple(m for m, _ in means))
+
+
+def stacked(runs: list[dict], names: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Each named table of every replicate's results, one below the other."""
+    return {name: pd.concat([r[name] for r in runs], ignore_index=True) for name in names}
 
 
 def verdict(diff: Gap) -> str:
