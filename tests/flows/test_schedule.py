@@ -56,7 +56,10 @@ def test_serve_registers_the_cron_deployment_and_runs_it(project: Path, tmp_path
         [schedule] = deployment["schedules"]
         assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["schedule"]["timezone"] == "UTC"
 
-        run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=5).json()
+        # a server still busy registering the deployment can answer the first request with an error
+        run = wait_for(
+            lambda: (r := httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=5))
+            .status_code in (200, 201) and r.json(), 60, "the flow run to be created")
         state = wait_for(
             lambda: (s := httpx.get(f"{api}/flow_runs/{run['id']}", timeout=2).json()["state"]["type"])
             in ("COMPLETED", "FAILED", "CRASHED") and s, 240, "the flow run")
