@@ -13,7 +13,7 @@ from models.benchmarks import ada
 from models.benchmarks.results import benchmark_dir, cost_rows, load, protocol, save_facts, write_results
 from models.config import Settings, default_ratio
 from models.dataset import read_manifest
-from models.edit_folder import read_manifest as read_edits
+from models.edit_folder import rows_of
 from tasks.tracking import configure, git_commit, record_run
 
 
@@ -43,9 +43,9 @@ def genie_benchmark_ada(settings: Settings) -> dict:
                                  classifier=classifier if mode else None, shard_size=settings.benchmark.shard_size)
         costs.append(cost_rows(made, {label: edits}))
         if mode:
-            rows = read_edits(folder).drop_duplicates("file").set_index("file")
+            rows = rows_of([made[e] for e in edits if e in made])
             choices += [{"mode": mode if times == 1 else f"{mode} {times}x steps", "source": e.source, "target": e.target,
-                         "ratio": rows.at[Path(made[e]).name, "ratio"]} for e in edits if e in made]
+                         "ratio": rows.at[Path(made[e]).stem, "ratio"]} for e in edits if e in made]
     table = ada.cost_table(pd.concat(costs, ignore_index=True))
     choices = pd.DataFrame(choices)
     agreement = ada.ada_agreement(choices, keys=("source", "target"))

@@ -181,7 +181,8 @@ def generate(
     out: Annotated[Optional[Path], typer.Option(help="output folder (default artifacts/<dataset>/generated); one sub-folder per method")] = None,
     no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None,
 ) -> None:
-    """Generate hard negatives: one PNG per edit named by its content key, plus manifest.csv.
+    """Generate hard negatives: one PNG per edit named by its content key (in key-prefix sub-folders), its rows
+    in manifest/ (read them with models.edit_folder.edits).
     Edits already made are skipped, so a re-run or a resumed run makes only what is missing."""
     from flows.generation import genie_generate
     from models.editing import read_pairs

@@ -54,7 +54,8 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
     classifier = train_baseline(settings, data, split, step_log) if method == "genie-ada" else None
     out_dir = Path(out_dir or settings.workdir / "generated") / method
     _, totals = generate_edits(settings, data, split, edits, out_dir, step_log, classifier=classifier)
-    get_run_logger().info("%s images in %s (manifest: %s)", method, out_dir, out_dir / MANIFEST)
+    get_run_logger().info("%s images in %s (rows: %s, read them with models.edit_folder.edits)", method, out_dir,
+                          out_dir / MANIFEST)
     return {"method": method, "out_dir": out_dir.as_posix(), "step_log": step_log, **totals}
 
 

@@ -2,6 +2,8 @@
 -> evaluate (and promote). `until` stops after a stage, which is how dvc.yaml runs each one."""
 
 from datetime import datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
@@ -126,9 +128,11 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     generated, totals = generate_selection(settings, data, split, selection, baseline, step_log)
     generated_md5 = images_digest(generated)  # the images this fine-tune uses, whatever else the folder holds
     folder_md5, pointer = version_generated(workdir / "generated")
-    manifest = workdir / "generated" / settings.select.method / "manifest.csv"
-    log_files(run_id, [manifest] if manifest.exists() else [], "generated", tags={"generated_md5": generated_md5},
-              metrics={f"generated.{k}": v for k, v in totals.items()})
+    used = pd.DataFrame(generated, columns=["image", "label", "source_class"])  # tonight's edits, not the folder's
+    with TemporaryDirectory() as tmp:
+        used.to_csv(Path(tmp) / "used.csv", index=False)
+        log_files(run_id, [Path(tmp) / "used.csv"], "generated", tags={"generated_md5": generated_md5},
+                  metrics={f"generated.{k}": v for k, v in totals.items()})
     summary |= {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated": totals}
     if last < STAGES.index("finetune"):
         return summary
@@ -151,7 +155,6 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
         "selection_sha256": file_digest(selection["selection"]), "selection_artifact": f"runs:/{run_id}/selection/selection.csv",
         "base_version": base["version"],
     }
-    used = pd.DataFrame(generated, columns=["image", "label", "source_class"])
     registered = register_classifier(run_id, settings, data, challenger, challenger_test, "finetuned", lineage,
                                      inputs=real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)})
     if not same_classes:  # the champion cannot be scored on data with other classes: no comparison, no promotion

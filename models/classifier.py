@@ -1,8 +1,10 @@
 """A timm image classifier: build by name, fine-tune with timm's standard recipe, predict."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,42 @@ def transforms(model: torch.nn.Module, image_size: int, cfg: ClassifierConfig | 
     return T.Compose([*steps, T.ToTensor(), T.Normalize(data_cfg["mean"], data_cfg["std"])])
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA when present, else the CPU."""
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def place(x, device: torch.device):
+    """A model or a batch onto `device`; channels-last on CUDA (its convolutions are faster that way under
+    autocast). What is already on the CPU stays as it is: a CPU run computes exactly what it always did."""
+    if device.type == "cpu":
+        return x.to(device)  # a copy to the CPU must finish before it is read: blocking
+    if device.type == "cuda" and (not isinstance(x, torch.Tensor) or x.dim() == 4):
+        return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return x.to(device, non_blocking=True)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """CUDA's autocast type: bf16 where the GPU has it (no loss scaling needed), else fp16; none elsewhere."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device):
+    dtype = autocast_dtype(device)
+    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def loader_settings(device: torch.device, workers: int | None = None) -> dict:
+    """DataLoader settings for `device`. By default no worker process on the CPU: augmentation then draws from
+    the seeded generator in this process, and a run gives the bytes of every earlier one. On CUDA up to 8
+    workers keep the GPU fed, and pinned memory lets a batch copy while the previous one computes."""
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": device.type == "cuda"}
+
+
 Label = int | tuple[int, int, float]  # a class, or (target, source, weight of the source): a soft label
 
 
@@ -86,22 +124,28 @@ class Trained:
     history: list[dict[str, float]]
 
 
-def accuracy(model: torch.nn.Module, loader: DataLoader) -> float:
-    predictions, labels = predict(model, loader)
+def accuracy(model: torch.nn.Module, loader: DataLoader, device: torch.device | str = "cpu") -> float:
+    predictions, labels = predict(model, loader, device)
     return float((predictions == labels).mean())
 
 
-def predict(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    probabilities, true = predict_proba(model, loader)
+def predict(model: torch.nn.Module, loader: DataLoader,
+            device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    probabilities, true = predict_proba(model, loader, device)
     return probabilities.argmax(1), true
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
+def predict_proba(model: torch.nn.Module, loader: DataLoader,
+                  device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities and labels; the model moves to `device` (a name, or auto) and stays there."""
+    device = resolve_device(str(device))
+    model = place(model, device).eval()
     out, true = [], []
     for images, labels in loader:
-        out.append(model(images).softmax(1).numpy())
+        with autocast(device):
+            probabilities = model(place(images, device)).softmax(1)
+        out.append(probabilities.float().cpu().numpy())  # both no-ops on the CPU
         true.append(np.asarray(labels))
     return np.concatenate(out), np.concatenate(true)
 
@@ -120,9 +164,12 @@ def train(
 
     `init`: a checkpoint to fine-tune from instead of timm's initial (or pretrained) weights.
     `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned.
+    Runs on `cfg.device`; the model comes back on the CPU whatever the device.
     """
     generator = pin(cfg.seed, runtime)
+    device = resolve_device(cfg.device)
     model = load_checkpoint(init)[0].train() if init else build_model(cfg.model, num_classes, cfg.pretrained)
+    model = place(model, device)
     aug = cfg.augment
     mixing = aug.mixup > 0 or aug.cutmix > 0
     soft = any(isinstance(label, tuple) for label in train_set[1])
@@ -132,14 +179,16 @@ def train(
     if images < 2:
         raise ValueError(f"{images} training image(s): at least 2 are needed (BatchNorm learns from two or more)")
     batch_size = min(cfg.batch_size, images)
+    loading = loader_settings(device, cfg.workers)
     train_loader = DataLoader(
         Images(*train_set, transforms(model, image_size, cfg), num_classes if soft else None, aug.label_smoothing),
         batch_size=batch_size,
         shuffle=True,
         generator=generator,
         drop_last=images % batch_size == 1,  # a last batch of one image would stop BatchNorm; shuffled, none is lost
+        **loading,
     )
-    val_loader = DataLoader(Images(*val_set, transforms(model, image_size)), batch_size=256)
+    val_loader = DataLoader(Images(*val_set, transforms(model, image_size)), batch_size=256, **loading)
     mixup = (
         Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix, label_smoothing=aug.label_smoothing, num_classes=num_classes)
         if mixing
@@ -147,6 +196,8 @@ def train(
     )
     criterion = SoftTargetCrossEntropy() if mixing or soft else LabelSmoothingCrossEntropy(aug.label_smoothing)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (disabled, it passes through)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
     steps = cfg.epochs * len(train_loader)
     scheduler = CosineLRScheduler(
         optimizer,
@@ -162,21 +213,24 @@ def train(
         model.train()
         total, seen = 0.0, 0
         for images, labels in train_loader:
+            images, labels = place(images, device), place(labels, device)
             targets = labels
             if mixup is not None:
                 even = len(images) // 2 * 2  # timm's Mixup pairs images within a batch
                 if even == 0:
                     continue
                 images, targets = mixup(images[:even], labels[:even])
-            loss = criterion(model(images), targets)
+            with autocast(device):
+                loss = criterion(model(images), targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             update += 1
             scheduler.step_update(update)
             total += loss.item() * len(images)
             seen += len(images)
-        val_accuracy = accuracy(model, val_loader)
+        val_accuracy = accuracy(model, val_loader, device)
         history.append({"epoch": epoch, "train_loss": total / seen, "val_accuracy": val_accuracy})
         if val_accuracy > best:
             best, best_epoch, best_state = val_accuracy, epoch, copy.deepcopy(model.state_dict())
@@ -185,6 +239,8 @@ def train(
             log.info("early stop at epoch %d: no better val accuracy since epoch %d", epoch, best_epoch)
             break
     model.load_state_dict(best_state)
+    if device.type != "cpu":
+        model.to("cpu", memory_format=torch.contiguous_format)
     return Trained(model.eval(), best, best_epoch, history)
 
 
@@ -192,10 +248,13 @@ def save_checkpoint(path: Path, model: torch.nn.Module, name: str, classes: list
     """The best weights plus what it takes to rebuild the model; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
+    state = model.state_dict()
+    for key, tensor in state.items():  # CPU tensors in the usual layout, so the file loads anywhere; set in place,
+        state[key] = tensor.to("cpu", memory_format=torch.contiguous_format)  # the dict's metadata is saved too
     # a handle, not a path: given a path, torch.save names the archive's inner folder after the temporary
     # file, whose name holds the process id, and the same weights would give other bytes in every process
     with open(tmp, "wb") as handle:
-        torch.save({"model": name, "classes": classes, "image_size": image_size, "state_dict": model.state_dict()},
+        torch.save({"model": name, "classes": classes, "image_size": image_size, "state_dict": state},
                    handle)
     tmp.replace(path)
 
@@ -210,18 +269,23 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
 class Embedder:
     """A frozen feature extractor from a classifier checkpoint: L2-normalised pre-logit features.
 
-    With `augment` (a classifier config), `views` gives features of seeded augmented copies too.
+    With `augment` (a classifier config), `views` gives features of seeded augmented copies too; the
+    augmentation always draws on the CPU, so a view is the same crop on every device.
     """
 
-    def __init__(self, checkpoint: Path, augment: ClassifierConfig | None = None):
-        self.model, meta = load_checkpoint(checkpoint)
+    def __init__(self, checkpoint: Path, augment: ClassifierConfig | None = None, device: str = "cpu"):
+        self.device = resolve_device(device)
+        model, meta = load_checkpoint(checkpoint)
+        self.model = place(model, self.device)
         self.transform = transforms(self.model, meta["image_size"])
         self.augment = transforms(self.model, meta["image_size"], augment) if augment else None
 
     @torch.no_grad()
     def _features(self, batch: torch.Tensor) -> np.ndarray:
-        features = self.model.forward_head(self.model.forward_features(batch), pre_logits=True)
-        return torch.nn.functional.normalize(features.flatten(1), dim=1).numpy()
+        with autocast(self.device):
+            features = self.model.forward_head(self.model.forward_features(place(batch, self.device)), pre_logits=True)
+            features = torch.nn.functional.normalize(features.flatten(1), dim=1)
+        return features.float().cpu().numpy()  # both no-ops on the CPU
 
     def __call__(self, images: list) -> np.ndarray:
         return self._features(torch.stack([self.transform(image.convert("RGB")) for image in images]))
@@ -238,8 +302,10 @@ class Embedder:
         return self._features(torch.stack(tensors))
 
 
-def classify(checkpoint: Path, paths: list) -> tuple[np.ndarray, list[str]]:
+def classify(checkpoint: Path, paths: list, device: str = "auto") -> tuple[np.ndarray, list[str]]:
     """Class probabilities of image files under a checkpoint, and its class names."""
     model, meta = load_checkpoint(checkpoint)
-    loader = DataLoader(Images(list(paths), [0] * len(paths), transforms(model, meta["image_size"])), batch_size=256)
-    return predict_proba(model, loader)[0], meta["classes"]
+    device = resolve_device(device)
+    loader = DataLoader(Images(list(paths), [0] * len(paths), transforms(model, meta["image_size"])), batch_size=256,
+                        **loader_settings(device))
+    return predict_proba(model, loader, device)[0], meta["classes"]

@@ -73,6 +73,11 @@ class ClassifierConfig(Strict):
     patience: int = Field(8, ge=1, description="stop after this many epochs without a better val accuracy")
     seed: int = 0
     augment: AugmentConfig = AugmentConfig()
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+                        description="where training runs; auto: CUDA when present, else the CPU")
+    workers: int | None = Field(
+        None, ge=0, description="DataLoader worker processes; empty: 0 on the CPU (augmentation then draws from "
+        "the seeded generator in-process: the same bytes as ever), min(8, cores) on CUDA")
 
 
 class EvaluateConfig(Strict):

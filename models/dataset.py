@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from models.config import DatasetConfig
 from models.locks import partial_path
 
+log = logging.getLogger(__name__)
 
 class DatasetError(ValueError):
     """The dataset cannot be used at all (as opposed to a bad file, which is skipped)."""
@@ -68,76 +72,178 @@ class Scan:
     classes: list[str] = field(default_factory=list)
 
 
-def _check_image(path: Path, root: Path, min_size: int, max_pixels: int) -> tuple[str | None, str | None]:
-    """Return (skip reason, conversion note) for one file."""
+class Verdicts:
+    """Decode verdicts remembered per file in an SQLite file, so a re-scan opens only the files added or changed.
+
+    A row holds while the file's size, mtime and inode and the check settings are those it was made under. The
+    cache only ever saves work: locked past the timeout, it is left alone for this scan; broken (not a database,
+    unreadable), it is started afresh once, then done without. New rows go in at the end, in one transaction.
+    """
+
+    timeout = 60.0  # seconds to wait for another scan's write
+
+    def __init__(self, path: Path | None, min_size: int, max_pixels: int):
+        self.path, self.settings, self.db, self.new = path, (min_size, max_pixels), None, []
+
+    def __enter__(self) -> Verdicts:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.new:
+            self._use(lambda db: db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                                self.new))
+        self._close()
+
+    def get(self, name: str, stat: os.stat_result) -> tuple[str | None, str | None] | None:
+        row = self._use(lambda db: db.execute("SELECT size, mtime_ns, inode, min_size, max_pixels, skip, note FROM "
+                                              "verdicts WHERE path = ?", (name,)).fetchone())
+        if row is not None and row[:5] == (stat.st_size, stat.st_mtime_ns, stat.st_ino, *self.settings):
+            return row[5], row[6]
+        return None
+
+    def put(self, name: str, stat: os.stat_result, verdict: tuple[str | None, str | None]) -> None:
+        if self.path is not None:
+            self.new.append((name, stat.st_size, stat.st_mtime_ns, stat.st_ino, *self.settings, *verdict))
+
+    def _use(self, action):
+        for fresh in (False, True):
+            if self.path is None:
+                return None
+            try:
+                if self.db is None:
+                    self.db = self._open(fresh)
+                with self.db:  # one transaction; the timeout waits out another scan's
+                    return action(self.db)
+            except (OSError, sqlite3.Error) as err:
+                self._close()
+                busy = getattr(err, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if fresh or busy:
+                    log.warning("validation cache %s: %s; validating without it", self.path, err)
+                    self.path = None
+                else:
+                    log.warning("validation cache %s: %s; starting it afresh", self.path, err)
+        return None
+
+    def _open(self, fresh: bool) -> sqlite3.Connection:
+        if fresh:  # its journal too: a stale one would be played back into the new file
+            for path in (self.path, self.path.with_name(self.path.name + "-journal")):
+                path.unlink(missing_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=self.timeout)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS verdicts (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+                       "inode INTEGER, min_size INTEGER, max_pixels INTEGER, skip TEXT, note TEXT)")
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+def _check_image(path: Path, root: Path, verdicts: Verdicts) -> tuple[str | None, str | None]:
+    """Return (skip reason, conversion note) for one file; the decode is skipped when `verdicts` knows these bytes."""
     if path.is_symlink():
         target = path.resolve()
         if not target.exists():
             return "dangling symbolic link", None
         if not target.is_relative_to(root.resolve()):
             return f"symbolic link leaving the dataset (to {target})", None
-    if path.stat().st_size == 0:
+    stat = path.stat()  # taken before the decode: a file changed meanwhile no longer matches its row
+    if stat.st_size == 0:
         return "empty file (0 bytes)", None
+    name = path.relative_to(root).as_posix()
+    if (known := verdicts.get(name, stat)) is not None:
+        return known
+    reason, note, lasting = _decode(path, *verdicts.settings)
+    if lasting:
+        verdicts.put(name, stat, (reason, note))
+    return reason, note
+
+
+def _decode(path: Path, min_size: int, max_pixels: int) -> tuple[str | None, str | None, bool]:
+    """(skip reason, conversion note, whether the bytes alone decided it): a failure of the machine rather than
+    of the file (permission, I/O: an OSError with an errno) may pass, so it is not remembered."""
     try:
         with Image.open(path) as image:
             mode, size = image.mode, image.size
             if size[0] * size[1] > max_pixels:  # checked before decoding: no memory spent on it
-                return f"{size[0]}x{size[1]} is more than dataset.max_pixels ({max_pixels})", None
+                return f"{size[0]}x{size[1]} is more than dataset.max_pixels ({max_pixels})", None, True
             image.load()
     except Image.DecompressionBombError as err:
-        return f"decompression bomb ({err})", None
+        return f"decompression bomb ({err})", None, True
     except UnidentifiedImageError:
-        return "not an image", None
+        return "not an image", None, True
     except (OSError, SyntaxError, ValueError) as err:
-        return f"truncated or corrupt image ({err})", None
+        return f"truncated or corrupt image ({err})", None, getattr(err, "errno", None) is None
     if min(size) < min_size:
-        return f"smaller than {min_size}x{min_size} ({size[0]}x{size[1]})", None
-    return None, None if mode == "RGB" else f"{mode} converted to RGB"
+        return f"smaller than {min_size}x{min_size} ({size[0]}x{size[1]})", None, True
+    return None, None if mode == "RGB" else f"{mode} converted to RGB", True
 
 
-def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3, max_pixels: int = 4096 * 4096) -> Scan:
+def _not_a_class(entry: Path, root: Path) -> str | None:
+    """Why a top-level entry of the dataset is not a class folder, if it is not."""
+    if entry.name.startswith("."):
+        return "hidden"
+    if entry.is_symlink() and not entry.resolve().is_relative_to(root.resolve()):
+        return "symbolic link leaving the dataset"
+    return None if entry.is_dir() else "not inside a class folder"
+
+
+def _class_files(folder: Path) -> list[Path]:
+    """Every file under a class folder, in a stable order; hidden sub-folders are not entered."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / name for name in sorted(filenames)]
+    return found
+
+
+def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3, max_pixels: int = 4096 * 4096,
+                     cache: Path | None = None) -> Scan:
     """Validate an ImageFolder without modifying it; bad files are skipped and reported.
 
     Each top-level folder is a class; images in its sub-folders belong to it too, and the report lists
-    them ("nested"). Symbolic links are followed only within the dataset.
+    them ("nested"). Symbolic links are followed only within the dataset. With `cache` (an SQLite file),
+    each file's decode verdict is remembered, and a later scan decodes only the files added or changed
+    since: the result is the same as without it.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} not found")
+    entries = [(entry, _not_a_class(entry, root)) for entry in sorted(root.iterdir())]
+    files = {entry: _class_files(entry) for entry, why in entries if why is None}  # listed first: the bar's total
     rows: list[tuple[str, str]] = []
     report: list[tuple[str, str, str]] = []
-    for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
-            report.append((str(entry), "skipped", "hidden"))
-            continue
-        if entry.is_symlink() and not entry.resolve().is_relative_to(root.resolve()):
-            report.append((str(entry), "skipped", "symbolic link leaving the dataset"))
-            continue
-        if not entry.is_dir():
-            report.append((str(entry), "skipped", "not inside a class folder"))
-            continue
-        usable = []
-        for dirpath, dirnames, filenames in os.walk(entry):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                if name.startswith("."):
+    with Verdicts(cache, min_size, max_pixels) as verdicts, \
+            tqdm(total=sum(map(len, files.values())), desc="validate images", unit="file", delay=2) as bar:
+        for entry, why in entries:
+            if why:
+                report.append((str(entry), "skipped", why))
+                continue
+            usable = []
+            for path in files[entry]:
+                bar.update()
+                if path.name.startswith("."):
                     report.append((str(path), "skipped", "hidden file"))
                     continue
-                reason, note = _check_image(path, root, min_size, max_pixels)
+                reason, note = _check_image(path, root, verdicts)
                 if reason:
                     report.append((str(path), "skipped", reason))
                     continue
                 if note:
                     report.append((str(path), "converted", note))
-                if Path(dirpath) != entry:
+                if path.parent != entry:
                     report.append((str(path), "nested", f"in a sub-folder of class {entry.name!r}: counted as it"))
                 usable.append(path.relative_to(root).as_posix())
-        if len(usable) < min_class_images:
-            found = "no usable images" if not usable else f"only {len(usable)} usable image(s)"
-            report.append((str(entry), "class left out", f"{found}; at least {min_class_images} needed"))
-            continue
-        rows += [(path, entry.name) for path in usable]
+            if len(usable) < min_class_images:
+                found = "no usable images" if not usable else f"only {len(usable)} usable image(s)"
+                report.append((str(entry), "class left out", f"{found}; at least {min_class_images} needed"))
+                continue
+            rows += [(path, entry.name) for path in usable]
     images = pd.DataFrame(rows, columns=["path", "label"])
     classes = sorted(images["label"].unique().tolist()) if rows else []
     if len(classes) < 2:

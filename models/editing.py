@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from models.dataset import load_rgb, seeded_rank
 from models.digests import file_digest
-from models.edit_folder import append, sync, write_image
+from models.edit_folder import append, image_file, place, stage_image
+from models.edit_folder import edits as folder_edits
 from models.engine import Engine, EngineError, choose_ratio
 
 METHODS = ("genie", "genie-ada", "img2img", "txt2img", "ada-probe")
@@ -144,8 +145,14 @@ class EditRunner:
         return content_key(edit, source, settings)
 
     def manifest(self) -> pd.DataFrame:
-        """One row per image in the folder (rebuilt from the images where the manifest lacks them)."""
-        return sync(self.out_dir)
+        """One row per image in the folder (models.edit_folder.edits)."""
+        return folder_edits(self.out_dir)
+
+    def image(self, key: str) -> Path:
+        return self.out_dir / image_file(key)
+
+    def made(self, key: str) -> bool:
+        return self.image(key).is_file()
 
     def run(self, edits: list[Edit], progress: bool = True) -> dict:
         """Make every edit not yet made; return counts and throughput."""
@@ -163,9 +170,8 @@ class EditRunner:
             except (OSError, SyntaxError, ValueError) as err:
                 raise EngineError(f"source image {source}: unreadable ({err})") from None
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        done = set(self.manifest()["key"])
         keyed = [(self.key(e), e) for e in edits]
-        todo = list({k: e for k, e in keyed if k not in done}.items())
+        todo = list({k: e for k, e in keyed if not self.made(k)}.items())  # a look per edit, not at the folder
         stats = {"requested": len(edits), "existing": len(edits) - len(todo), "generated": 0, "dropped": 0,
                  "unet_evals": 0, "seconds": 0.0}
         start = time.monotonic()
@@ -179,20 +185,22 @@ class EditRunner:
                 began = time.monotonic()
                 made = self._make(method, ratio, [e for _, e in batch])
                 seconds = (time.monotonic() - began) / len(batch)
-                rows = []
+                rows, staged = [], []
                 for (key, edit), (image, chosen, scores, evals) in zip(batch, made):
                     stats["unet_evals"] += evals
                     if image is None:
                         stats["dropped"] += 1
                         continue
-                    rows.append({"key": key, "file": f"{key}.png", "source": edit.source,
+                    rows.append({"key": key, "file": image_file(key), "source": edit.source,
                                  "source_class": edit.source_class, "target": edit.target, "label": edit.label,
                                  "method": method, "ratio": chosen, "ada_scores": json.dumps(scores),
                                  "seed": edit.seed, "model": self.engine.model, "unet_evals": evals,
                                  "seconds": round(seconds, 5), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-                    write_image(self.out_dir, image, rows[-1])
+                    staged.append(stage_image(self.out_dir, image, rows[-1]))
                     stats["generated"] += 1
-                append(self.out_dir, rows)
+                append(self.out_dir, rows)  # the rows before the images: a listed image always has its row
+                for partial, row in zip(staged, rows):
+                    place(self.out_dir, partial, row)
                 bar.update(len(batch))
                 bar.set_postfix(img_per_s=f"{stats['generated'] / max(1e-9, time.monotonic() - start):.1f}")
         bar.close()

@@ -39,10 +39,18 @@ def version_data(cfg: DatasetConfig) -> DataVersion:
     return DataVersion(cfg.path.as_posix(), md5, pointer.as_posix())
 
 
+def validation_cache(out_dir: Path) -> Path:
+    """Where a split remembers each file's validation, so a new dataset version decodes only its new files: one
+    file per dataset workdir, shared by all its splits (run_verified writes them to <workdir>/.store/split/<key>)."""
+    store = out_dir.parent.parent
+    return (store.parent if store.name == ".store" else out_dir) / ".validation.sqlite"
+
+
 @cached_task(name="split-data")
 def split_data(cfg: DatasetConfig, dataset_md5: str, out_dir: Path) -> Outputs:
     """Validate every file (bad ones skipped, with reasons) and write the split manifest."""
-    scan = scan_imagefolder(cfg.path, cfg.min_image_size, cfg.min_class_images, cfg.max_pixels)
+    scan = scan_imagefolder(cfg.path, cfg.min_image_size, cfg.min_class_images, cfg.max_pixels,
+                            cache=validation_cache(out_dir))
     manifest = split_images(scan.images, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / "split.csv", index=False)

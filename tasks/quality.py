@@ -28,8 +28,8 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
 
     def judged(runner: EditRunner, edits: list[Edit]) -> tuple[np.ndarray, list[Edit]]:
         """The judge's labels for the edits that were kept (a safety checker may drop some)."""
-        kept = [e for e in edits if (runner.out_dir / f"{runner.key(e)}.png").exists()]
-        probabilities, names = classify(classifier["checkpoint"], [runner.out_dir / f"{runner.key(e)}.png" for e in kept])
+        kept = [e for e in edits if runner.made(runner.key(e))]
+        probabilities, names = classify(classifier["checkpoint"], [runner.image(runner.key(e)) for e in kept])
         return np.asarray(names)[probabilities.argmax(1)], kept
 
     metrics: dict[str, float] = {}

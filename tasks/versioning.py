@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -44,9 +45,26 @@ def tracked_target(path: Path, root: Path = Path(".")) -> Path:
     return Path(relative.parts[0])
 
 
+@contextmanager
+def _state(root: Path):
+    """DVC's own state database of the repository (each file's md5 by inode, mtime and size), shared with the
+    `dvc` commands: a file hashed once, by either, is never read again while it is unchanged."""
+    from dvc.repo import Repo
+    from dvc_data.hashfile.state import StateNoop
+
+    if not (root / ".dvc").is_dir():
+        yield StateNoop()
+        return
+    repo = Repo(str(root))
+    try:
+        yield repo.state
+    finally:
+        repo.close()
+
+
 def dvc_md5(folder: Path, root: Path = Path(".")) -> str:
-    """DVC's md5 of a folder, computed the way `dvc add` does (the project's .dvcignore applied),
-    without touching the repository."""
+    """DVC's md5 of a folder, computed the way `dvc add` does (the project's .dvcignore applied), reading only
+    the files whose inode, mtime or size DVC has not seen; the repository's data is not touched."""
     from dvc.ignore import DvcIgnoreFilter
     from dvc_data.hashfile.build import build
     from dvc_data.hashfile.db import HashFileDB
@@ -54,8 +72,9 @@ def dvc_md5(folder: Path, root: Path = Path(".")) -> str:
     from dvc_objects.fs.memory import MemoryFileSystem
 
     fs = LocalFileSystem()
-    _, _, tree = build(HashFileDB(MemoryFileSystem(), "/odb"), str(folder.resolve()), fs, "md5", dry_run=True,
-                       ignore=DvcIgnoreFilter(fs, str(root.resolve())))
+    with _state(root) as state:
+        _, _, tree = build(HashFileDB(MemoryFileSystem(), "/odb", state=state), str(folder.resolve()), fs, "md5",
+                           dry_run=True, ignore=DvcIgnoreFilter(fs, str(root.resolve())))
     return tree.hash_info.value
 
 
@@ -87,8 +106,23 @@ def track(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
         return dvc_md5(root / folder, root), pointer
     ensure_repo(root)
     ignore_links(folder, root)
+    recorded = _pointer_md5(root / pointer)
+    if recorded and _cached(recorded, root) and recorded == dvc_md5(root / folder, root):
+        return recorded, pointer  # nothing changed since it was added: no `dvc add` (a walk of the whole cache)
     dvc("add", folder.as_posix(), cwd=root)
-    return yaml.safe_load((root / pointer).read_text())["outs"][0]["md5"], pointer
+    return _pointer_md5(root / pointer), pointer
+
+
+def _cached(md5: str, root: Path) -> bool:
+    """Whether the project's DVC cache (its default place) holds this folder's listing."""
+    return (root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+
+def _pointer_md5(pointer: Path) -> str | None:
+    try:
+        return yaml.safe_load(pointer.read_text())["outs"][0]["md5"]
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return None
 
 
 def track_dataset(path: Path, root: Path = Path(".")) -> tuple[str, Path]:

@@ -16,7 +16,7 @@ from scipy import stats
 
 from models.config import Settings
 from models.digests import model_identity
-from models.edit_folder import read_manifest
+from models.edit_folder import rows_of
 from models.editing import Edit
 from models.engine import pick_device
 
@@ -165,16 +165,12 @@ def load_both(settings: Settings) -> tuple[dict | None, dict | None]:
 
 def cost_rows(made: dict[Edit, str], edits_of: dict[str, list[Edit]]) -> pd.DataFrame:
     """UNet evaluations and seconds per kept image, per variant, from the edit folders' manifests."""
-    manifests = {}
     rows = []
     for label, edits in edits_of.items():
         files = [Path(made[e]) for e in dict.fromkeys(edits) if e in made]
         if not files:
             continue
-        folder = files[0].parent
-        if folder not in manifests:
-            manifests[folder] = read_manifest(folder).drop_duplicates("file").set_index("file")
-        kept = manifests[folder].reindex([f.name for f in files])
+        kept = rows_of(files).reindex([f.stem for f in files])
         rows.append({"variant": label, "images": len(files), "unet_evals_per_image": kept["unet_evals"].mean(),
                      "seconds_per_image": kept["seconds"].mean() if "seconds" in kept else np.nan})
     return pd.DataFrame(rows)

@@ -1,9 +1,9 @@
 """train-generator -> generate through the real flows and CLI, on a tiny training budget."""
-import pandas as pd
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from flows.cli import app
+from models.edit_folder import edits
 
 runner = CliRunner()
 TINY = ["--set", "generator.embedded.vae_steps=4", "--set", "generator.embedded.unet_steps=4",
@@ -28,10 +28,11 @@ def test_train_generator_then_generate_incrementally(project):
 
     made = invoke("generate", "--method", "genie", "--per-class", "2")
     assert made.exit_code == 0, made.output
-    manifest = pd.read_csv(project / "artifacts/digits/generated/genie/manifest.csv", dtype=str)
+    folder = project / "artifacts/digits/generated/genie"
+    manifest = edits(folder).astype(str)
     assert len(manifest) == 20 and (manifest["source_class"] != manifest["target"]).all()
     assert set(manifest["ratio"]) == {"0.8"}
-    assert sorted(manifest["file"]) == sorted(p.name for p in (project / "artifacts/digits/generated/genie").glob("*.png"))
+    assert sorted(manifest["file"]) == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
 
     repeat = invoke("generate", "--method", "genie", "--per-class", "2")
     assert '"generated": 0' in repeat.output and '"existing": 20' in repeat.output
@@ -40,7 +41,7 @@ def test_train_generator_then_generate_incrementally(project):
 
     ada = invoke("generate", "--method", "genie-ada", "--per-class", "1")
     assert ada.exit_code == 0, ada.output
-    rows = pd.read_csv(project / "artifacts/digits/generated/genie-ada/manifest.csv")
+    rows = edits(project / "artifacts/digits/generated/genie-ada")
     assert rows["ratio"].isin([0.6, 0.7, 0.8, 0.9]).all() and rows["ada_scores"].str.count(",").eq(3).all()
 
 
@@ -77,4 +78,4 @@ def test_quality_is_judged_and_logged(project):
     assert set(metrics) == {"txt2img.label_accuracy"} | {f"genie.{s}_share.r{r}" for s in ("target", "source")
                                                          for r in (0.3, 0.5, 0.8)}
     assert all(0 <= v <= 1 for v in metrics.values())
-    assert len(list((project / "artifacts/digits/generated/txt2img").glob("*.png"))) == 20
+    assert len(list((project / "artifacts/digits/generated/txt2img").rglob("*.png"))) == 20

@@ -3,7 +3,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from models.classifier import Images, build_model, load_checkpoint, predict, save_checkpoint, train, transforms
+from models.classifier import (
+    Images,
+    build_model,
+    load_checkpoint,
+    predict,
+    resolve_device,
+    save_checkpoint,
+    train,
+    transforms,
+)
 from models.config import ClassifierConfig, DatasetConfig
 from models.dataset import scan_imagefolder, split_images, subset
 from models.evaluation import class_groups, evaluate_predictions, plot_confusion
@@ -90,3 +99,52 @@ def test_one_image_is_a_clear_error(digits):
     path = next(digits.glob("0/*.png"))
     with pytest.raises(ValueError, match="1 training image"):
         train(([path], [0]), ([path], [0]), 2, 32, ClassifierConfig(model="test_resnet", epochs=1), False)
+
+
+def _tiny_sets(digits, per_split: int = 6):
+    scan = scan_imagefolder(digits)
+    manifest = split_images(scan.images, DatasetConfig(path=digits)).groupby(["label", "split"]).head(per_split)
+    return subset(manifest, digits, "train", scan.classes), subset(manifest, digits, "val", scan.classes)
+
+
+def test_auto_device_is_cuda_only_where_there_is_one():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="device"):
+        ClassifierConfig(device="gpu")
+
+
+def test_training_on_the_cpu_by_name_gives_the_default_weights(digits):
+    """Here `auto` is the CPU: naming it, or its worker count, changes no byte of the weights."""
+    if torch.cuda.is_available():
+        pytest.skip("auto is CUDA on this machine")
+    train_set, val_set = _tiny_sets(digits)
+    default, named = (train(train_set, val_set, 10, 32, ClassifierConfig(model="test_resnet", epochs=1, **extra), False)
+                      for extra in ({}, {"device": "cpu", "workers": 0}))
+    for pa, pb in zip(default.model.state_dict().values(), named.model.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_worker_processes_load_the_batches_on_the_cpu(digits):
+    """Workers draw their crops from their own seeded generators: other weights than in-process, still a
+    training."""
+    train_set, val_set = _tiny_sets(digits, 4)
+    cfg = ClassifierConfig(model="test_resnet", epochs=2, batch_size=8, device="cpu", workers=2)
+    trained = train(train_set, val_set, 10, 32, cfg, False)
+    assert len(trained.history) == 2 and all(np.isfinite(h["train_loss"]) for h in trained.history)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_gives_cpu_weights_that_load_anywhere(digits, tmp_path):
+    train_set, val_set = _tiny_sets(digits)
+    cfg = ClassifierConfig(model="test_resnet", epochs=2, device="cuda")
+    trained = train(train_set, val_set, 10, 32, cfg, False)
+    assert all(t.device.type == "cpu" and t.is_contiguous() for t in trained.model.state_dict().values())
+    assert all(np.isfinite(h["train_loss"]) for h in trained.history)
+    save_checkpoint(tmp_path / "model.pt", trained.model, cfg.model, [str(i) for i in range(10)], 32)
+    raw = torch.load(tmp_path / "model.pt", weights_only=True)  # no map_location: the file names no GPU
+    assert all(t.device.type == "cpu" for t in raw["state_dict"].values())
+    model, _ = load_checkpoint(tmp_path / "model.pt")
+    loader = DataLoader(Images(*val_set, transforms(model, 32)), batch_size=32)
+    on_gpu, true = predict(model, loader, "cuda")
+    assert len(on_gpu) == len(true) == len(val_set[0])

@@ -1,12 +1,14 @@
 import hashlib
+import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from models.config import DatasetConfig
-from models.dataset import DatasetError, export_digits, load_rgb, scan_imagefolder, split_images
+from models.dataset import DatasetError, Verdicts, export_digits, load_rgb, scan_imagefolder, split_images
 
 
 def tree_digest(root: Path) -> str:
@@ -65,6 +67,67 @@ def test_bad_files_are_skipped_with_reasons_and_nothing_is_modified(messy):
     assert reasons["d"] == ("class left out", "only 1 usable image(s); at least 3 needed")
     for name, mode in [("rgba.png", "RGBA"), ("cmyk.jpg", "CMYK"), ("grey.png", "L"), ("deep.png", "I;16")]:
         assert reasons[f"b/{name}"] == ("converted", f"{mode} converted to RGB")
+
+
+def opened(monkeypatch) -> list:
+    """The files PIL opens from now on."""
+    paths, real = [], Image.open
+
+    def counted(path, *args, **kwargs):
+        paths.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counted)
+    return paths
+
+
+def same_scan(scan, expected) -> None:
+    pd.testing.assert_frame_equal(scan.images, expected.images)
+    pd.testing.assert_frame_equal(scan.report, expected.report)
+    assert scan.classes == expected.classes
+
+
+def test_verdicts_are_remembered_per_file_and_never_change_the_scan(messy, tmp_path, monkeypatch):
+    cache = tmp_path / "store" / ".validation.sqlite"
+    expected = scan_imagefolder(messy)
+    same_scan(scan_imagefolder(messy, cache=cache), expected)
+    files = opened(monkeypatch)
+    same_scan(scan_imagefolder(messy, cache=cache), expected)
+    assert files == []  # nothing decoded again
+    # a file rewritten with other bytes (another size and mtime) is checked again, and only it
+    (messy / "a" / "good1.png").write_bytes((messy / "a" / "good1.png").read_bytes()[:40])
+    expected = scan_imagefolder(messy)
+    files.clear()
+    same_scan(scan_imagefolder(messy, cache=cache), expected)
+    assert files == ["good1.png"]
+    # other check settings are other verdicts
+    files.clear()
+    same_scan(scan_imagefolder(messy, min_size=16, max_pixels=1000, cache=cache),
+              scan_imagefolder(messy, min_size=16, max_pixels=1000))
+    assert "good0.png" in files
+
+
+def test_a_broken_or_busy_verdict_cache_costs_only_time(messy, tmp_path, monkeypatch, caplog):
+    cache = tmp_path / ".validation.sqlite"
+    expected = scan_imagefolder(messy)
+    cache.write_bytes(b"not a database" * 100)
+    same_scan(scan_imagefolder(messy, cache=cache), expected)
+    assert "starting it afresh" in caplog.text
+    files = opened(monkeypatch)
+    same_scan(scan_imagefolder(messy, cache=cache), expected)
+    assert files == []
+    # another scan holding the file past the timeout: this one validates without it and leaves it alone
+    monkeypatch.setattr(Verdicts, "timeout", 0.1)
+    inode, other = cache.stat().st_ino, sqlite3.connect(cache)
+    other.execute("BEGIN EXCLUSIVE")
+    (messy / "a" / "good1.png").write_bytes(b"changed")
+    try:
+        same_scan(scan_imagefolder(messy, cache=cache), scan_imagefolder(messy))
+    finally:
+        other.rollback()
+        other.close()
+    assert "validating without it" in caplog.text and cache.stat().st_ino == inode
+    assert sqlite3.connect(cache).execute("SELECT count(*) FROM verdicts").fetchone()[0] > 0
 
 
 def test_conversions_give_8_bit_rgb(messy):
