@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser run test repro dag clean benchmarks bench-nightly
+.PHONY: install browser run test repro dag clean benchmarks bench-nightly bench-scale
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ benchmarks: install browser
 # Wall time of a night: cold, warm, +1% images, +1 class, each `genie run` in a fresh folder (about 20 min).
 bench-nightly: install
 	$(BIN)/python benchmarks/nightly_cost.py --out artifacts/nightly_cost.json
+
+# A night's cost as the data grows: drawn datasets of 20 / 100 / 400 classes, edit folders up to 200k edits (about 25 min).
+bench-scale: install
+	$(BIN)/genie benchmark scale --out docs/scale/after.json
 
 clean:
 	rm -rf artifacts mlruns mlflow.db .genie

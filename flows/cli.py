@@ -307,6 +307,18 @@ def benchmark_generate(
         typer.echo(f"batched genie is {speedup(rows):.1f}x the reference throughput, both at the same r")
 
 
+@benchmark.command("scale", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                   add_help_option=False)
+def benchmark_scale(context: typer.Context) -> None:
+    """How a night's cost grows with the data: cold nights on drawn ImageFolders of 20 / 100 / 400 classes and 320
+    edits added to edit folders of 0 to 200k edits; each step's seconds, peak RSS, growth exponents (about 25 min
+    on 2 CPU cores). `genie benchmark scale --help` lists its options (sizes, --code for another checkout)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
+    runpy.run_path(str(script))["main"](context.args)
+
+
 @app.command()
 def config(params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Print the validated configuration, defaults filled in."""

@@ -29,6 +29,7 @@ from models.locks import partial_path
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 32
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+SCALING_SAMPLE = 2048  # images whose latents set the VAE's scaling factor
 TIMING = ("train_seconds",)  # kept out of the model card: the folder's bytes depend on the inputs alone
 
 
@@ -88,11 +89,14 @@ def build(tokenizer: CLIPTokenizer, image_size: int = 32) -> tuple[AutoencoderKL
     return vae, unet, text_encoder
 
 
-def _batches(images: torch.Tensor, labels: torch.Tensor, size: int, rng: torch.Generator):
+def _batches(paths: list[Path], labels: torch.Tensor, size: int, image_size: int, rng: torch.Generator):
+    """Batches of images loaded from their files when drawn (memory does not grow with the dataset): a
+    fresh permutation each epoch, the incomplete last batch left out."""
     while True:
-        order = torch.randperm(len(images), generator=rng)
+        order = torch.randperm(len(paths), generator=rng)
         for i in range(0, len(order) - size + 1, size):
-            yield images[order[i : i + size]], labels[order[i : i + size]]
+            index = order[i : i + size]
+            yield image_batch([paths[j] for j in index.tolist()], image_size), labels[index]
 
 
 def _schedule(optimizer, steps: int, warmup: int = 100):
@@ -102,25 +106,44 @@ def _schedule(optimizer, steps: int, warmup: int = 100):
 
 
 def image_batch(paths: list[Path], size: int | None = None) -> torch.Tensor:
-    """Images as the model trains on them: N x 3 x H x W in [0, 1] (resized to size x size when given)."""
+    """Images as the model trains on them: N x 3 x H x W in [-1, 1] (resized to size x size when given)."""
     images = (load_rgb(p) for p in paths)
     return torch.stack([torch.from_numpy(np.asarray(image.resize((size, size)) if size else image, dtype=np.float32)
-                                         / 255).permute(2, 0, 1) for image in images])
+                                         / 127.5 - 1).permute(2, 0, 1) for image in images])
+
+
+def latent_scaling(vae: AutoencoderKL, paths: list[Path], image_size: int, seed: int) -> float:
+    """1 / std of the latents of a seeded sample of at most SCALING_SAMPLE images, encoded a chunk at a time
+    and summed as they come: bounded time and memory at any dataset size."""
+    sample = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:SCALING_SAMPLE].sort().values
+    total = square = count = 0.0
+    with torch.no_grad():
+        for start in range(0, len(sample), 256):
+            chunk = [paths[i] for i in sample[start : start + 256].tolist()]
+            latents = vae.encode(image_batch(chunk, image_size)).latent_dist.mean.double()
+            total += latents.sum().item()
+            square += latents.square().sum().item()
+            count += latents.numel()
+    variance = (square - total * total / count) / (count - 1)  # unbiased, as torch.std
+    return float(1.0 / math.sqrt(variance))
 
 
 def train_ldm(
-    images: torch.Tensor, labels: torch.Tensor, prompts: list[str], tokenizer: CLIPTokenizer,
+    paths: list[Path], labels: list[int], prompts: list[str], tokenizer: CLIPTokenizer,
     recipe: EmbeddedLdmConfig, progress: bool = True, runtime: RuntimeConfig | None = None,
+    image_size: int | None = None,
 ) -> tuple[StableDiffusionPipeline, dict]:
-    """images: N x 3 x H x W in [0, 1]; labels index `prompts`. VAE first, then UNet + text encoder.
-    `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned."""
+    """Train on the images at `paths` (resized to image_size x image_size when given); labels index `prompts`.
+    VAE first, then UNet + text encoder on the frozen VAE's latents. Images are read per batch, never held
+    all at once. `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned."""
     rng = pin(recipe.seed, runtime)
-    vae, unet, text_encoder = build(tokenizer, images.shape[-1])
-    x = images * 2 - 1
+    side = image_size or image_batch(paths[:1]).shape[-1]
+    vae, unet, text_encoder = build(tokenizer, side)
+    labels = torch.as_tensor(labels)
     start = time.monotonic()
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
-    batches = _batches(x, labels, min(32, len(x)), rng)
+    batches = _batches(paths, labels, min(32, len(paths)), image_size, rng)
     bar = tqdm(range(recipe.vae_steps), desc="embedded LDM: VAE", disable=not progress)
     for _ in bar:
         batch, _ = next(batches)
@@ -134,11 +157,8 @@ def train_ldm(
         bar.set_postfix(mse=f"{F.mse_loss(recon, batch).item():.4f}")
     vae_mse = F.mse_loss(recon, batch).item()
     vae.eval().requires_grad_(False)
-    with torch.no_grad():
-        latents = torch.cat([vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)])
-    scaling = float(1.0 / latents.std())
+    scaling = latent_scaling(vae, paths, image_size, recipe.seed)
     vae.register_to_config(scaling_factor=scaling)
-    latents = latents * scaling
 
     ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     empty = len(prompts)
@@ -146,11 +166,13 @@ def train_ldm(
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-2)
     lr_schedule = _schedule(optimizer, recipe.unet_steps)
-    batches = _batches(latents, labels, min(recipe.batch_size, len(latents)), rng)
+    batches = _batches(paths, labels, min(recipe.batch_size, len(paths)), image_size, rng)
     losses = []
     bar = tqdm(range(recipe.unet_steps), desc="embedded LDM: UNet", disable=not progress)
     for _ in bar:
-        z0, y = next(batches)
+        x, y = next(batches)
+        with torch.no_grad():  # the VAE is frozen: its latents are encoded as each batch is drawn
+            z0 = vae.encode(x).latent_dist.mean * scaling
         y = torch.where(torch.rand(len(y), generator=rng) < recipe.empty_prompt, empty, y)
         noise = torch.randn(z0.shape, generator=rng)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=rng)

@@ -1,18 +1,17 @@
-"""Accuracy overall, per class and per many / medium / few-shot group; the confusion matrix."""
+"""Accuracy overall and per many / medium / few-shot group; per class as one table; the confusion matrix
+and its plot, bounded at any class count."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-
-def metric_key(label: str) -> str:
-    """A class name as MLflow accepts it in a metric name (letters, digits, _ - . / and space); the
-    display name stays in the confusion matrix, the predictions and the report."""
-    return re.sub(r"[^\w\-. /]", "_", label)
+MAX_INCHES = 14.0  # the confusion plot's longest side: 1,400 px at 100 dpi, whatever the class count
+LABELLED = 50  # classes named on the heatmap's axes; more would overlap
+ANNOTATED = 30  # classes whose cells show their counts
+CONFUSED_PAIRS = 30  # bars beside a heatmap too large to name its classes
 
 
 def class_groups(train_counts: dict[str, int], many_shot: int, few_shot: int) -> dict[str, str]:
@@ -26,13 +25,10 @@ def class_groups(train_counts: dict[str, int], many_shot: int, few_shot: int) ->
 def evaluate_predictions(
     true: np.ndarray, predicted: np.ndarray, classes: list[str], groups: dict[str, str]
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics (flat, MLflow-ready) and the confusion matrix (rows: true class, columns: predicted)."""
+    """Metrics (flat, MLflow-ready: overall and per group, a handful at any class count; per class see
+    `per_class_table`) and the confusion matrix (rows: true class, columns: predicted)."""
     correct = true == predicted
     metrics = {"accuracy": float(correct.mean())}
-    for index, label in enumerate(classes):
-        mask = true == index
-        if mask.any():
-            metrics[f"accuracy.class.{metric_key(label)}"] = float(correct[mask].mean())
     group_of = np.array([groups.get(label, "many") for label in classes])
     for group in ("many", "medium", "few"):
         mask = np.isin(true, np.flatnonzero(group_of == group))
@@ -40,6 +36,32 @@ def evaluate_predictions(
             metrics[f"accuracy.{group}"] = float(correct[mask].mean())
     matrix = confusion_matrix(true, predicted, labels=range(len(classes)))
     return metrics, pd.DataFrame(matrix, index=classes, columns=classes)
+
+
+def per_class_table(matrix: pd.DataFrame, groups: dict[str, str], train_counts: dict[str, int] | None = None
+                    ) -> pd.DataFrame:
+    """One row per class, from the confusion matrix: its group, train images (when given), evaluated images,
+    accuracy (its recall) and precision; accuracy is empty for a class without images, precision for one
+    never predicted."""
+    counts = matrix.values
+    hits, actual, predicted = np.diag(counts).astype(float), counts.sum(1), counts.sum(0)
+    table = pd.DataFrame({"class": matrix.index, "group": [groups.get(label, "many") for label in matrix.index]})
+    if train_counts is not None:
+        table["train_images"] = [int(train_counts.get(label, 0)) for label in matrix.index]
+    table["images"] = actual
+    table["accuracy"] = np.divide(hits, actual, out=np.full(len(hits), np.nan), where=actual > 0)
+    table["precision"] = np.divide(hits, predicted, out=np.full(len(hits), np.nan), where=predicted > 0)
+    return table
+
+
+def confused_pairs(matrix: pd.DataFrame, top: int = CONFUSED_PAIRS) -> pd.DataFrame:
+    """The `top` largest off-diagonal cells as (true, predicted, count), largest first."""
+    values = matrix.values.astype(float)
+    np.fill_diagonal(values, 0)
+    cells = np.argsort(-values, axis=None, kind="stable")[:top]
+    rows, columns = np.unravel_index(cells[values.flat[cells] > 0], values.shape)
+    return pd.DataFrame({"true": matrix.index[rows], "predicted": matrix.columns[columns],
+                         "count": values[rows, columns]})
 
 
 def soft_confusion(true: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -50,21 +72,44 @@ def soft_confusion(true: np.ndarray, probabilities: np.ndarray, classes: list[st
     return pd.DataFrame(matrix, index=classes, columns=classes)
 
 
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _pairs_chart(ax, pairs: pd.DataFrame) -> None:
+    names = [f"{_short(true)} → {_short(wrong)}" for true, wrong in zip(pairs["true"], pairs["predicted"])]
+    ax.barh(range(len(pairs)), pairs["count"], color="C3")
+    ax.set_yticks(range(len(pairs)), names, fontsize=7)
+    ax.invert_yaxis()  # the most confused on top
+    ax.set_xlabel("images")
+    ax.set_title(f"most-confused pairs (true → predicted), top {len(pairs)}")
+
+
 def plot_confusion(matrix: pd.DataFrame, path: Path, title: str = "confusion matrix") -> None:
+    """The confusion heatmap, at most MAX_INCHES a side at 100 dpi: counts in the cells up to ANNOTATED
+    classes, class names on the axes up to LABELLED; above that the heatmap goes bare (names would overlap)
+    and the most-confused pairs are drawn beside it as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    size = max(4.0, 0.45 * len(matrix) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix.values, cmap="Blues")
-    ax.set_xticks(range(len(matrix)), matrix.columns, rotation=90)
-    ax.set_yticks(range(len(matrix)), matrix.index)
-    ax.set_xlabel("predicted")
+    n = len(matrix)
+    if n <= LABELLED:
+        size = min(MAX_INCHES, max(4.0, 0.45 * n + 2))
+        fig, ax = plt.subplots(figsize=(size, size))
+        ax.imshow(matrix.values, cmap="Blues")
+        ax.set_xticks(range(n), matrix.columns, rotation=90)
+        ax.set_yticks(range(n), matrix.index)
+        ax.set_xlabel("predicted")
+    else:
+        fig, (ax, bars) = plt.subplots(1, 2, figsize=(MAX_INCHES, MAX_INCHES / 2))
+        ax.imshow(np.log1p(matrix.values), cmap="Blues")  # on a linear scale single confusions vanish
+        ax.set_xlabel("predicted (class index: the row of per_class.csv; log scale)")
+        _pairs_chart(bars, confused_pairs(matrix))
     ax.set_ylabel("true")
     ax.set_title(title)
-    if len(matrix) <= 30:
+    if n <= ANNOTATED:
         peak = matrix.values.max() or 1
         for (i, j), value in np.ndenumerate(matrix.values):
             ax.text(j, i, value, ha="center", va="center", fontsize=7, color="white" if value > peak / 2 else "black")

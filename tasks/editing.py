@@ -57,7 +57,7 @@ def ada_features(settings: Settings, split: Outputs, classifier: Outputs):
     key = (classifier.digests["checkpoint"], split.digests["manifest"], split.info.get("dataset_md5"),
            settings.dataset.path.as_posix(), code_digest(__name__))
     if key not in _MEANS:
-        embed = Embedder(classifier["checkpoint"])
+        embed = Embedder(classifier["checkpoint"], device="auto")  # the GPU where there is one
         saved = Path(classifier["checkpoint"]).parent / f"ada_means-{digest(*key)[:16]}.npz"
         try:
             with np.load(saved, allow_pickle=False) as file:

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from prefect import get_run_logger
 
 from models.config import RuntimeConfig, Settings
 from models.dataset import generator_splits, read_manifest, subset
-from models.embedded_ldm import image_batch, prompt_words, save_ldm, train_ldm, write_tokenizer
+from models.embedded_ldm import prompt_words, save_ldm, train_ldm, write_tokenizer
 from tasks.caching import Outputs, cached_task
 
 
@@ -20,12 +19,11 @@ def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, 
     classes = split.info["classes"]
     paths, labels = subset(read_manifest(split["manifest"]), settings.dataset.path,
                            generator_splits(settings.dataset), classes)
-    images = image_batch(paths, settings.dataset.image_size)
     prompts = [settings.prompt(label) for label in classes]
     tokenizer_dir = out_dir.with_name(out_dir.name + ".tokenizer")
     tokenizer = write_tokenizer(tokenizer_dir, prompt_words(prompts))
-    pipeline, stats = train_ldm(images, torch.tensor(labels), prompts, tokenizer, settings.generator.embedded,
-                                runtime=runtime)
+    pipeline, stats = train_ldm(paths, labels, prompts, tokenizer, settings.generator.embedded, runtime=runtime,
+                                image_size=settings.dataset.image_size)
     card = {"dataset": settings.dataset.name, "dataset_md5": dataset_md5, "classes": classes, "prompts": prompts,
             "recipe": settings.generator.embedded.model_dump(), "images": len(paths), **stats}
     save_ldm(pipeline, out_dir, card, tokenizer_dir)

@@ -18,7 +18,7 @@ from models.lifecycle import TrainedOn
 from models.locks import partial_path
 from tasks.caching import Outputs
 from tasks.data import DataVersion
-from tasks.tracking import git_commit
+from tasks.tracking import git_commit, log_params, read_spilled, spill_long
 
 CURRENT = "current"
 
@@ -38,8 +38,8 @@ def current_generator(name: str) -> RegisteredGenerator | None:
     except MlflowException:
         return None
     tags = found.tags
-    trained_on = TrainedOn(tuple(json.loads(tags["classes"])), int(tags["train_images"]), tags["recipe"],
-                           float(tags["trained_at"]))
+    classes = read_spilled(found.run_id, "classes", tags["classes"], json.loads)
+    trained_on = TrainedOn(tuple(classes), int(tags["train_images"]), tags["recipe"], float(tags["trained_at"]))
     return RegisteredGenerator(str(found.version), found.source, tags["weights_digest"], trained_on)
 
 
@@ -63,15 +63,17 @@ def register_generator(settings: Settings, data: DataVersion, model: Outputs, fo
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="train-generator") as run:
             mlflow.set_tags({"dataset_md5": data.md5, "pipeline": "train-generator", "git_commit": git_commit(),
                              "retrain_reason": reason})
-            mlflow.log_params({f"embedded.{k}": v for k, v in card["recipe"].items()}
-                              | {"prompt": settings.generator.prompt, "images": card["images"]})
+            log_params(run.info.run_id, {f"embedded.{k}": v for k, v in card["recipe"].items()}
+                       | {"prompt": settings.generator.prompt, "images": card["images"]})
+            # the tag holds the class names as JSON, or (1,000 of them) a note naming the artifact that does
+            classes = spill_long(run.info.run_id, {"classes": list(trained_on.classes)}, json.dumps)["classes"]
             mlflow.log_metrics({k: card[k] for k in ("vae_mse", "unet_loss", "train_seconds", "scaling_factor")})
             mlflow.log_artifacts(str(folder), "generator")
         try:
             client.create_registered_model(name)
         except MlflowException:  # already there
             pass
-        tags = {"weights_digest": digest, "dataset_md5": data.md5, "classes": json.dumps(list(trained_on.classes)),
+        tags = {"weights_digest": digest, "dataset_md5": data.md5, "classes": classes,
                 "train_images": str(trained_on.train_images), "recipe": trained_on.recipe,
                 "trained_at": str(trained_on.time), "retrain_reason": reason,
                 "train_seconds": f"{card['train_seconds']:.0f}", "unet_loss": f"{card['unet_loss']:.4f}"}

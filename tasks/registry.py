@@ -16,6 +16,7 @@ from models.config import Settings
 from models.promotion import decide
 from tasks.caching import Outputs
 from tasks.data import DataVersion
+from tasks.tracking import log_params, read_spilled, spill_long
 
 CHAMPION = "champion"
 PREVIOUS = "previous-champion"
@@ -92,12 +93,15 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
         for row in model.info["history"]:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
-        mlflow.log_params(settings.classifier.model_dump(mode="json") | {"classes": ",".join(classes)})
-        mlflow.log_artifact(str(evaluation["confusion_plot"]), "evaluation")
+        # the same text as param and as the version's tag: the names, or a note naming the artifact that has them
+        classes_text = spill_long(child.info.run_id, {"classes": classes}, ",".join)
+        log_params(child.info.run_id, settings.classifier.model_dump(mode="json") | classes_text)
+        for output in ("confusion_plot", "per_class"):
+            mlflow.log_artifact(str(evaluation[output]), "evaluation")
         mlflow.log_artifact(str(model["checkpoint"]), "checkpoint")
         info = log_classifier(model["checkpoint"], Path(model["checkpoint"]).parent / "pyfunc")
     tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
-            "test_accuracy": f"{metrics['accuracy']:.4f}", "classes": ",".join(classes),
+            "test_accuracy": f"{metrics['accuracy']:.4f}", **classes_text,
             "pipeline_run_id": run_id, "git_commit": parent.data.tags.get("git_commit", "none"), **(lineage or {})}
     version = str(mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()}).version)
     logger.info("registered %s version %s (%s)", name, version, role)
@@ -127,8 +131,9 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
     found = MlflowClient().get_model_version(name, version)
     folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
                                                       dst_path=str(out_dir)))
+    classes = read_spilled(found.run_id, "classes", found.tags.get("classes", ""), lambda text: text.split(","))
     info = {"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role"),
-            "classes": found.tags.get("classes", "").split(",")}
+            "classes": classes}
     return Outputs.of(info,
                       checkpoint=folder / "model.pt")
 

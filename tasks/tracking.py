@@ -5,8 +5,10 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import mlflow
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from prefect import task
 
@@ -31,6 +33,44 @@ def git_commit(root: Path = Path(".")) -> str:
     return probe.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+# A longer param or tag value (a list of 1,000 class names) goes whole to an artifact: MLflow cuts params at
+# 6,000 characters without a word, and no one reads such a value in its UI anyway.
+LONG = 500
+PARAMS_PER_BATCH = 100  # MLflow's most per log_batch call
+
+
+def spilled(key: str) -> str:
+    """The artifact a long value of `key` is written to."""
+    return f"params/{key}.json"
+
+
+def spill_long(run_id: str, values: dict[str, Any], text: Callable[[Any], str] = str) -> dict[str, str]:
+    """Values as the text of MLflow params or tags (`text`: str, as MLflow writes a param). A text longer than
+    LONG characters is replaced by a note, the value written whole as JSON to the run's `spilled(key)`."""
+    texts = {}
+    for key, value in values.items():
+        texts[key] = text(value)
+        if len(texts[key]) > LONG:
+            MlflowClient().log_dict(run_id, value, spilled(key))
+            size = f"{len(value)} items" if isinstance(value, (list, tuple, dict)) else f"{len(texts[key])} characters"
+            texts[key] = f"<{size}: see artifact {spilled(key)}>"
+    return texts
+
+
+def read_spilled(run_id: str, key: str, text: str, parse: Callable[[str], Any] = str) -> Any:
+    """A value as `spill_long` left it: parsed from its text, or read whole from the artifact its note names."""
+    if text.startswith("<") and text.endswith(f"see artifact {spilled(key)}>"):
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{spilled(key)}")
+    return parse(text)
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    """All params in batches of as many as MLflow takes at once, long values spilled to artifacts."""
+    texts = [Param(key, value) for key, value in spill_long(run_id, params).items()]
+    for start in range(0, len(texts), PARAMS_PER_BATCH):
+        MlflowClient().log_batch(run_id, params=texts[start : start + PARAMS_PER_BATCH])
+
+
 def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> str:
     """Create the parent run: flattened config, git commit, dataset digest."""
     experiment = mlflow.set_experiment(settings.dataset.name)
@@ -40,9 +80,7 @@ def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> 
         run_name=run_name,
         tags={"mlflow.source.git.commit": commit, "git_commit": commit, "dataset_md5": data.md5, "pipeline": "genie-run"},
     )
-    client = MlflowClient()
-    for key, value in settings.flat().items():
-        client.log_param(run.info.run_id, key, value)
+    log_params(run.info.run_id, settings.flat())
     return run.info.run_id
 
 
@@ -55,7 +93,7 @@ def record_run(settings: Settings, data: DataVersion, name: str, params: dict, m
     with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=name) as run:
         mlflow.set_tags({"git_commit": commit, "mlflow.source.git.commit": commit, "dataset_md5": data.md5,
                          "pipeline": name, **(tags or {})})
-        mlflow.log_params(params)
+        log_params(run.info.run_id, params)
         mlflow.log_metrics(metrics)
         for path in artifacts:
             mlflow.log_artifact(str(path))
@@ -80,9 +118,11 @@ def log_dataset(run_id: str, settings: Settings, data: DataVersion, split: Outpu
 
 @task(name="log-evaluation")
 def log_evaluation(run_id: str, evaluation: Outputs, prefix: str = "test", folder: str = "evaluation") -> None:
+    """Overall and group accuracy as metrics, per-class figures as one table (per_class.csv): a metric per
+    class would be thousands of keys at 1,000 classes."""
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"{prefix}.{k}": v for k, v in evaluation.info["metrics"].items()})
-        for role in ("metrics", "confusion", "confusion_plot"):
+        for role in ("metrics", "per_class", "confusion", "confusion_plot"):
             mlflow.log_artifact(str(evaluation[role]), folder)
 
 

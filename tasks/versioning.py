@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from prefect import task
 
 
 class VersioningError(RuntimeError):
@@ -129,6 +130,7 @@ def track_dataset(path: Path, root: Path = Path(".")) -> tuple[str, Path]:
     return track(tracked_target(path, root), root)
 
 
+@task(name="dvc-commit")
 def commit_stages(stages: list[str], root: Path = Path(".")) -> list[str]:
     """Record what the flow made as these dvc.yaml stages' outputs (dvc.lock and the DVC cache).
 
@@ -147,6 +149,7 @@ def commit_stages(stages: list[str], root: Path = Path(".")) -> list[str]:
     return failed
 
 
+@task(name="version-generated")
 def version_generated(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
     """The generated images' DVC md5. Where dvc.yaml declares them (the generate stage), DVC
     versions them through dvc.lock; elsewhere they get a .dvc pointer of their own."""

@@ -1,5 +1,5 @@
 """The embedded diffusion model: its tokenizer, training and the pipeline folder it is saved as."""
-from models.embedded_ldm import image_batch, prompt_words, write_tokenizer
+from models.embedded_ldm import prompt_words, write_tokenizer
 from tests.models.tiny_ldm import WORDS
 
 
@@ -26,15 +26,38 @@ def test_numbers_and_symbols_split_as_clip_splits_them(tmp_path):
 
 def test_the_embedded_model_trains_on_fewer_images_than_a_batch(digits, tmp_path):
     import numpy as np
-    import torch
 
     from models.config import EmbeddedLdmConfig
     from models.embedded_ldm import train_ldm
     from tests.models.tiny_ldm import PROMPTS
 
     paths = [next((digits / c).glob("*.png")) for c in "012"]  # 3 images, batches of 64
-    images = image_batch(paths)
     tokenizer = write_tokenizer(tmp_path, WORDS)
-    _, stats = train_ldm(images, torch.tensor([0, 1, 2]), PROMPTS, tokenizer,
+    _, stats = train_ldm(paths, [0, 1, 2], PROMPTS, tokenizer,
                          EmbeddedLdmConfig(vae_steps=2, unet_steps=2, batch_size=64), False)
     assert np.isfinite(stats["unet_loss"]) and np.isfinite(stats["vae_mse"])
+
+
+def test_the_scaling_factor_comes_from_a_bounded_seeded_sample(digits, monkeypatch):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from models import embedded_ldm
+
+    encoded = []
+
+    class Identity:  # latents = images: the factor must be 1 / std of the sampled images
+        def encode(self, batch):
+            encoded.append(len(batch))
+            return SimpleNamespace(latent_dist=SimpleNamespace(mean=batch))
+
+    paths = sorted(digits.rglob("*.png"))[:300]
+    scaling = embedded_ldm.latent_scaling(Identity(), paths, 32, seed=0)
+    assert encoded == [256, 44]  # in chunks
+    assert scaling == pytest.approx(1 / float(embedded_ldm.image_batch(paths, 32).std()), rel=1e-5)
+    monkeypatch.setattr(embedded_ldm, "SCALING_SAMPLE", 5)
+    encoded.clear()
+    assert embedded_ldm.latent_scaling(Identity(), paths, 32, seed=0) == embedded_ldm.latent_scaling(
+        Identity(), paths, 32, seed=0)
+    assert encoded == [5, 5]  # at most SCALING_SAMPLE images, the same ones for a seed
