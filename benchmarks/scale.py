@@ -96,11 +96,11 @@ def task_seconds(api: str, since: float) -> dict[str, float]:
     return seconds
 
 
-def night(project: Path, code: Path, api: str, overrides: list[str]) -> dict:
+def night(project: Path, code: Path, api: str, overrides: list[str], until: str = "evaluate") -> dict:
     """One `genie run` of `code` in `project`: wall time, peak RSS of its process tree, seconds per step."""
     env = os.environ | QUIET | {"PREFECT_API_URL": api, "PYTHONPATH": str(code),
                                 "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    command = [sys.executable, "-c", "from flows.cli import app; app()", "run",
+    command = [sys.executable, "-c", "from flows.cli import app; app()", "run", "--until", until,
                *(a for kv in TINY + overrides for a in ("--set", kv))]
     started = time.time()
     with open(project / "night.log", "w") as log:
@@ -115,17 +115,20 @@ def night(project: Path, code: Path, api: str, overrides: list[str]) -> dict:
 EDIT_BENCH = r"""
 import json, sys, time, secrets
 from pathlib import Path
+import numpy as np
 from PIL import Image
 from models import edit_folder
 from models.editing import Edit, EditRunner, edit_seed
 from models.engine import Engine
 from tasks.versioning import dvc_md5
-folder, existing, generator, data = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+folder, existing, generator, data, size = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
 name = getattr(edit_folder, "image_file", lambda key: f"{key}.png")
-rows, image = [], Image.new("RGB", (8, 8))
-for i in range(existing):  # edits already there: small images, each carrying its row
+rows, noise = [], np.random.default_rng(0)
+folder.mkdir(parents=True, exist_ok=True)
+for i in range(existing):  # edits already there: images of the same size as the new ones, each carrying its row
     key = secrets.token_hex(16)
     row = {c: None for c in edit_folder.COLUMNS} | {"key": key, "file": name(key), "label": "x", "method": "genie"}
+    image = Image.fromarray(noise.integers(0, 256, (size, size, 3), dtype=np.uint8))
     edit_folder.write_image(folder, image, row)
     rows.append(row)
 edit_folder.append(folder, rows)
@@ -135,7 +138,7 @@ pairs = [(sources[i % len(sources)], classes[(i + 1 + i // len(sources)) % len(c
 edits = [Edit(str(s), s.parent.name, t, "genie", 0.8, edit_seed(0, str(s), t)) for s, t in pairs]
 runner = EditRunner(Engine(generator, steps=4), folder, lambda label: f"a photo of a {label}.", batch_size=32)
 start = time.monotonic()
-made = runner.run(edits, progress=False)["generated"]
+made = sum(runner.run(edits[i : i + 64], progress=False)["generated"] for i in range(0, len(edits), 64))  # shards
 edit_folder.sync(folder)
 added = time.monotonic() - start
 dvc_md5(folder, folder.parent)  # the night before hashed the folder
@@ -145,7 +148,7 @@ print(json.dumps({"made": made, "add_seconds": added, "dvc_md5_seconds": time.mo
 """
 
 
-def edit_folder_run(work: Path, code: Path, existing: int, generator: Path, data: Path) -> dict:
+def edit_folder_run(work: Path, code: Path, existing: int, generator: Path, data: Path, size: int) -> dict:
     """320 edits added to a folder already holding `existing` edits: generation, rows and sync; then the
     folder's DVC md5 as a night computes it, the folder having been hashed the night before."""
     root = work / f"edits-{existing}"
@@ -154,10 +157,15 @@ def edit_folder_run(work: Path, code: Path, existing: int, generator: Path, data
                    env=os.environ | QUIET)
     env = os.environ | QUIET | {"PYTHONPATH": str(code)}
     done = subprocess.run([sys.executable, "-c", EDIT_BENCH, str(root / "genie"), str(existing), str(generator),
-                           str(data)], env=env, capture_output=True, text=True)
+                           str(data), str(size)], env=env, cwd=root, capture_output=True, text=True)  # cwd: not
+    # this checkout, which `python -c` would put before --code on the import path
     if done.returncode != 0:
         sys.exit(f"edit folder benchmark failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def overrides_for(size: int) -> list[str]:
+    return ["dataset.name=drawn", "dataset.path=data/drawn", "dataset.embedded=false", f"dataset.image_size={size}"]
 
 
 def exponent(a: float, b: float, n_a: float, n_b: float) -> float:
@@ -165,16 +173,24 @@ def exponent(a: float, b: float, n_a: float, n_b: float) -> float:
 
 
 def report(nights: list[dict], folders: list[dict], label: str) -> str:
+    return f"### {label}\n\n" + (nights_table(nights) if nights else "") + (folders_table(folders) if folders else "")
+
+
+def nights_table(nights: list[dict]) -> str:
     steps = sorted({s for n in nights for s in n["steps"]}, key=lambda s: -nights[-1]["steps"].get(s, 0))
     head = "| step | " + " | ".join(f"{n['classes']} cl. x {n['per_class']} ({n['images']} img)" for n in nights)
-    lines = [f"### {label}", "", head + " | exponent, last two |", "|---" * (len(nights) + 2) + "|"]
+    lines = [head + " | exponent, last two |", "|---" * (len(nights) + 2) + "|"]
     for step in steps + ["night (wall)"]:
         times = [n["seconds"] if step == "night (wall)" else n["steps"].get(step, 0.0) for n in nights]
         grow = exponent(times[-2], times[-1], nights[-2]["images"], nights[-1]["images"])
         lines.append(f"| {step} | " + " | ".join(f"{t:.1f} s" for t in times) + f" | {grow:.2f} |")
     rss = [n["peak_rss_mb"] for n in nights]
     lines.append("| peak RSS | " + " | ".join(f"{r:,.0f} MB" for r in rss) + f" | {rss[-1] / rss[0]:.2f}x smallest |")
-    lines += ["", "| edits already in the folder | add 320 edits (generate, rows, sync) | vs empty | DVC md5 of the "
+    return "\n".join(lines) + "\n\n"
+
+
+def folders_table(folders: list[dict]) -> str:
+    lines = ["| edits already in the folder | add 320 edits (generate, rows, sync) | vs empty | DVC md5 of the "
               "folder, a night later |", "|---|---|---|---|"]
     empty = folders[0]["add_seconds"]
     lines += [f"| {f['existing']:,} | {f['add_seconds']:.1f} s | {f['add_seconds'] / empty:.2f}x | "
@@ -184,10 +200,10 @@ def report(nights: list[dict], folders: list[dict], label: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--classes", type=int, nargs="+", default=[20, 100, 400], help="class counts, one night each")
+    parser.add_argument("--classes", type=int, nargs="*", default=[20, 100, 400], help="class counts, one night each")
     parser.add_argument("--per-class", type=int, default=25, help="images per class")
     parser.add_argument("--size", type=int, default=32, help="image side, in pixels (also the classifier's)")
-    parser.add_argument("--edits", type=int, nargs="+", default=[0, 2_000, 20_000, 200_000],
+    parser.add_argument("--edits", type=int, nargs="*", default=[0, 2_000, 20_000, 200_000],
                         help="edits already in the folder that 320 new edits are added to")
     parser.add_argument("--code", type=Path, default=REPO, help="the genie-flow checkout to time (default: this one)")
     parser.add_argument("--label", default=None, help="the table's title (default: the checkout's commit)")
@@ -201,18 +217,20 @@ def main(argv: list[str] | None = None) -> dict:
         for classes in args.classes:
             project = Path(tmp) / f"night-{classes}"
             images = draw_dataset(project / "data" / "drawn", classes, args.per_class, args.size)
-            overrides = ["dataset.name=drawn", "dataset.path=data/drawn", "dataset.embedded=false",
-                         f"dataset.image_size={args.size}"]
             row = {"classes": classes, "per_class": args.per_class, "images": images,
-                   **night(project, args.code, api, overrides)}
+                   **night(project, args.code, api, overrides_for(args.size))}
             nights.append(row)
             top = sorted(row["steps"].items(), key=lambda kv: -kv[1])[:4]
             print(f"night {classes:5d} classes, {images:6d} images: {row['seconds']:7.1f} s, peak RSS "
                   f"{row['peak_rss_mb']:,.0f} MB; slowest: " + ", ".join(f"{k} {v:.1f} s" for k, v in top), flush=True)
-        generator = Path(tmp) / f"night-{args.classes[0]}" / "artifacts" / "drawn" / "generator"
-        data = Path(tmp) / f"night-{args.classes[0]}" / "data" / "drawn"
+        source = Path(tmp) / f"night-{args.classes[0] if args.classes else 20}"
+        if args.edits and not args.classes:  # a generator to make the edits with
+            draw_dataset(source / "data" / "drawn", 20, args.per_class, args.size)
+            night(source, args.code, api, overrides_for(args.size), until="train-generator")
+        generator, data = source / "artifacts" / "drawn" / "generator", source / "data" / "drawn"
         for existing in args.edits:
-            folders.append({"existing": existing, **edit_folder_run(Path(tmp), args.code, existing, generator, data)})
+            folders.append({"existing": existing,
+                            **edit_folder_run(Path(tmp), args.code, existing, generator, data, args.size)})
             print(f"edit folder with {existing:7,d} edits: 320 added in {folders[-1]['add_seconds']:.1f} s, DVC md5 "
                   f"{folders[-1]['dvc_md5_seconds']:.1f} s", flush=True)
     table = report(nights, folders, label)
