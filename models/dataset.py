@@ -270,13 +270,11 @@ def split_images(images: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
     split = cfg.split
     out = images.assign(rank=[seeded_rank(split.seed, p) for p in images["path"]])
     out = out.sort_values(["label", "rank"]).reset_index(drop=True)
-    out["split"] = "train"
-    for _, group in out.groupby("label"):
-        n = len(group)
-        n_test = max(1, round(n * split.test))
-        n_val = max(1, round(n * split.val))
-        out.loc[group.index[:n_test], "split"] = "test"
-        out.loc[group.index[n_test : n_test + n_val], "split"] = "val"
+    position = out.groupby("label").cumcount().to_numpy()  # within its class, in seeded order
+    n = out.groupby("label")["label"].transform("size").to_numpy()
+    n_test = np.maximum(1, np.round(n * split.test))  # half to even, as Python's round
+    n_val = np.maximum(1, np.round(n * split.val))
+    out["split"] = np.where(position < n_test, "test", np.where(position < n_test + n_val, "val", "train"))
     if cfg.long_tail.imbalance_ratio:
         out = _long_tail(out, cfg.long_tail.imbalance_ratio, cfg.long_tail.seed)
     return out.drop(columns="rank")

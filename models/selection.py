@@ -26,9 +26,9 @@ def choose_targets(confusion: pd.DataFrame, strategy: str, n_weakest: int, group
 
 def most_confused(confusion: pd.DataFrame, target: str, k: int) -> list[str]:
     """The k classes sharing the most confusion with `target`, either way round."""
-    mass = confusion.loc[target] + confusion[target]
-    mass = mass.drop(target)
-    return sorted(mass.index, key=lambda c: (-mass[c], c))[:k]
+    mass = (confusion.loc[target] + confusion[target]).drop(target)
+    order = np.lexsort((mass.index.to_numpy(dtype=str), -mass.to_numpy()))  # most mass first, then by name
+    return mass.index[order[:k]].tolist()
 
 
 def select_sources(confusion: pd.DataFrame, manifest: pd.DataFrame, root: Path, targets: list[str], k: int,
@@ -39,11 +39,11 @@ def select_sources(confusion: pd.DataFrame, manifest: pd.DataFrame, root: Path, 
     keeps earlier picks wherever the budget allows.
     """
     train = manifest[manifest["split"] == "train"]
+    paths_of = train.groupby("label")["path"].apply(list).to_dict()  # once, not a scan of the split per target
     rows = []
     for target in targets:
         confused = most_confused(confusion, target, k)
-        pools = {c: sorted(train.loc[train["label"] == c, "path"], key=lambda p: seeded_rank(f"{seed}:{target}", p))
-                 for c in confused}
+        pools = {c: sorted(paths_of.get(c, []), key=lambda p: seeded_rank(f"{seed}:{target}", p)) for c in confused}
         picked = 0
         for depth in range(max((len(p) for p in pools.values()), default=0)):
             for c in confused:
