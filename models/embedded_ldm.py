@@ -30,6 +30,7 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 32
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 SCALING_SAMPLE = 2048  # images whose latents set the VAE's scaling factor
+LATENT_BUDGET = 256 << 20  # bytes of latents kept in memory for the UNet's training; past it, encoded per batch
 TIMING = ("train_seconds",)  # kept out of the model card: the folder's bytes depend on the inputs alone
 
 
@@ -89,14 +90,27 @@ def build(tokenizer: CLIPTokenizer, image_size: int = 32) -> tuple[AutoencoderKL
     return vae, unet, text_encoder
 
 
-def _batches(paths: list[Path], labels: torch.Tensor, size: int, image_size: int, rng: torch.Generator):
-    """Batches of images loaded from their files when drawn (memory does not grow with the dataset): a
-    fresh permutation each epoch, the incomplete last batch left out."""
+def _batches(count: int, size: int, rng: torch.Generator):
+    """Indices of training batches: a fresh permutation each epoch, the incomplete last batch left out."""
     while True:
-        order = torch.randperm(len(paths), generator=rng)
+        order = torch.randperm(count, generator=rng)
         for i in range(0, len(order) - size + 1, size):
-            index = order[i : i + size]
-            yield image_batch([paths[j] for j in index.tolist()], image_size), labels[index]
+            yield order[i : i + size]
+
+
+def _encode(vae: AutoencoderKL, paths: list[Path], image_size: int | None) -> torch.Tensor:
+    with torch.no_grad():
+        return vae.encode(image_batch(paths, image_size)).latent_dist.mean
+
+
+def kept_latents(vae: AutoencoderKL, paths: list[Path], image_size: int, scaling: float) -> torch.Tensor | None:
+    """Every image's scaled latent, encoded 256 at a time, when they fit in LATENT_BUDGET (a latent is 48x
+    smaller than its image: 256 MB hold 256k images of 32 px); None past it, and batches are encoded as drawn.
+    Either way memory is bounded; kept, the UNet's steps do not pay for the frozen VAE's encoder."""
+    side = image_size // 4  # the VAE halves the side twice
+    if len(paths) * 4 * side * side * 4 > LATENT_BUDGET:
+        return None
+    return torch.cat([_encode(vae, paths[i : i + 256], image_size) for i in range(0, len(paths), 256)]) * scaling
 
 
 def _schedule(optimizer, steps: int, warmup: int = 100):
@@ -119,8 +133,7 @@ def latent_scaling(vae: AutoencoderKL, paths: list[Path], image_size: int, seed:
     total = square = count = 0.0
     with torch.no_grad():
         for start in range(0, len(sample), 256):
-            chunk = [paths[i] for i in sample[start : start + 256].tolist()]
-            latents = vae.encode(image_batch(chunk, image_size)).latent_dist.mean.double()
+            latents = _encode(vae, [paths[i] for i in sample[start : start + 256].tolist()], image_size).double()
             total += latents.sum().item()
             square += latents.square().sum().item()
             count += latents.numel()
@@ -143,10 +156,10 @@ def train_ldm(
     start = time.monotonic()
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
-    batches = _batches(paths, labels, min(32, len(paths)), image_size, rng)
+    batches = _batches(len(paths), min(32, len(paths)), rng)
     bar = tqdm(range(recipe.vae_steps), desc="embedded LDM: VAE", disable=not progress)
     for _ in bar:
-        batch, _ = next(batches)
+        batch = image_batch([paths[j] for j in next(batches).tolist()], image_size)
         posterior = vae.encode(batch).latent_dist
         recon = vae.decode(posterior.sample(rng)).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()
@@ -159,6 +172,7 @@ def train_ldm(
     vae.eval().requires_grad_(False)
     scaling = latent_scaling(vae, paths, image_size, recipe.seed)
     vae.register_to_config(scaling_factor=scaling)
+    latents = kept_latents(vae, paths, side, scaling)
 
     ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     empty = len(prompts)
@@ -166,13 +180,13 @@ def train_ldm(
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-2)
     lr_schedule = _schedule(optimizer, recipe.unet_steps)
-    batches = _batches(paths, labels, min(recipe.batch_size, len(paths)), image_size, rng)
+    batches = _batches(len(paths), min(recipe.batch_size, len(paths)), rng)
     losses = []
     bar = tqdm(range(recipe.unet_steps), desc="embedded LDM: UNet", disable=not progress)
     for _ in bar:
-        x, y = next(batches)
-        with torch.no_grad():  # the VAE is frozen: its latents are encoded as each batch is drawn
-            z0 = vae.encode(x).latent_dist.mean * scaling
+        index = next(batches)
+        z0 = latents[index] if latents is not None else _encode(vae, [paths[j] for j in index.tolist()], side) * scaling
+        y = labels[index]
         y = torch.where(torch.rand(len(y), generator=rng) < recipe.empty_prompt, empty, y)
         noise = torch.randn(z0.shape, generator=rng)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=rng)

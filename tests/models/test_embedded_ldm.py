@@ -61,3 +61,23 @@ def test_the_scaling_factor_comes_from_a_bounded_seeded_sample(digits, monkeypat
     assert embedded_ldm.latent_scaling(Identity(), paths, 32, seed=0) == embedded_ldm.latent_scaling(
         Identity(), paths, 32, seed=0)
     assert encoded == [5, 5]  # at most SCALING_SAMPLE images, the same ones for a seed
+
+
+def test_latents_past_the_budget_are_encoded_per_batch(digits, tmp_path, monkeypatch):
+    """Kept in memory while they fit LATENT_BUDGET, encoded as each batch is drawn past it: the same steps learn."""
+    import numpy as np
+
+    from models import embedded_ldm
+    from models.config import EmbeddedLdmConfig
+    from tests.models.tiny_ldm import PROMPTS
+
+    paths = [p for c in "012" for p in sorted((digits / c).glob("*.png"))[:6]]
+    labels = [int(p.parent.name) for p in paths]
+    tokenizer = write_tokenizer(tmp_path, WORDS)
+    recipe = EmbeddedLdmConfig(vae_steps=2, unet_steps=3, batch_size=8)
+    kept = embedded_ldm.train_ldm(paths, labels, PROMPTS, tokenizer, recipe, False)[1]
+    monkeypatch.setattr(embedded_ldm, "LATENT_BUDGET", 0)
+    assert embedded_ldm.kept_latents(None, paths, 32, 1.0) is None
+    streamed = embedded_ldm.train_ldm(paths, labels, PROMPTS, tokenizer, recipe, False)[1]
+    assert np.isfinite(streamed["unet_loss"]) and streamed["vae_mse"] == kept["vae_mse"]  # the same VAE either way
+    assert abs(streamed["unet_loss"] - kept["unet_loss"]) < 1e-3 * kept["unet_loss"]  # per batch: the same latents
