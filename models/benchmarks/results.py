@@ -165,12 +165,14 @@ def load_both(settings: Settings) -> tuple[dict | None, dict | None]:
 
 def cost_rows(made: dict[Edit, str], edits_of: dict[str, list[Edit]]) -> pd.DataFrame:
     """UNet evaluations and seconds per kept image, per variant, from the edit folders' manifests."""
+    files_of = {label: [Path(made[e]) for e in dict.fromkeys(edits) if e in made] for label, edits in edits_of.items()}
+    everything = [f for files in files_of.values() for f in files]
+    known = rows_of(everything) if everything else None  # each folder read once, whatever the variants sharing it
     rows = []
-    for label, edits in edits_of.items():
-        files = [Path(made[e]) for e in dict.fromkeys(edits) if e in made]
+    for label, files in files_of.items():
         if not files:
             continue
-        kept = rows_of(files).reindex([f.stem for f in files])
+        kept = known.reindex([f.stem for f in files])
         rows.append({"variant": label, "images": len(files), "unet_evals_per_image": kept["unet_evals"].mean(),
                      "seconds_per_image": kept["seconds"].mean() if "seconds" in kept else np.nan})
     return pd.DataFrame(rows)
