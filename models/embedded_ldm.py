@@ -103,14 +103,24 @@ def _encode(vae: AutoencoderKL, paths: list[Path], image_size: int | None) -> to
         return vae.encode(image_batch(paths, image_size)).latent_dist.mean
 
 
+def _chunks(vae: AutoencoderKL, paths: list[Path], image_size: int | None):
+    """Raw latents, 256 images at a time."""
+    for i in range(0, len(paths), 256):
+        yield _encode(vae, paths[i : i + 256], image_size)
+
+
 def kept_latents(vae: AutoencoderKL, paths: list[Path], image_size: int, scaling: float) -> torch.Tensor | None:
     """Every image's scaled latent, encoded 256 at a time, when they fit in LATENT_BUDGET (a latent is 48x
     smaller than its image: 256 MB hold 256k images of 32 px); None past it, and batches are encoded as drawn.
     Either way memory is bounded; kept, the UNet's steps do not pay for the frozen VAE's encoder."""
-    side = image_size // 4  # the VAE halves the side twice
-    if len(paths) * 4 * side * side * 4 > LATENT_BUDGET:
+    if not fits(len(paths), image_size):
         return None
-    return torch.cat([_encode(vae, paths[i : i + 256], image_size) for i in range(0, len(paths), 256)]) * scaling
+    return torch.cat(list(_chunks(vae, paths, image_size))) * scaling
+
+
+def fits(count: int, image_size: int) -> bool:
+    side = image_size // 4  # the VAE halves the side twice
+    return count * 4 * side * side * 4 <= LATENT_BUDGET
 
 
 def _schedule(optimizer, steps: int, warmup: int = 100):
@@ -130,15 +140,18 @@ def latent_scaling(vae: AutoencoderKL, paths: list[Path], image_size: int, seed:
     """1 / std of the latents of a seeded sample of at most SCALING_SAMPLE images, encoded a chunk at a time
     and summed as they come: bounded time and memory at any dataset size."""
     sample = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:SCALING_SAMPLE].sort().values
+    return scale_of(_chunks(vae, [paths[i] for i in sample.tolist()], image_size))
+
+
+def scale_of(chunks) -> float:
+    """1 / the unbiased std (as torch.std) of latents given in chunks, summed in float64."""
     total = square = count = 0.0
-    with torch.no_grad():
-        for start in range(0, len(sample), 256):
-            latents = _encode(vae, [paths[i] for i in sample[start : start + 256].tolist()], image_size).double()
-            total += latents.sum().item()
-            square += latents.square().sum().item()
-            count += latents.numel()
-    variance = (square - total * total / count) / (count - 1)  # unbiased, as torch.std
-    return float(1.0 / math.sqrt(variance))
+    for latents in chunks:
+        latents = latents.double()
+        total += latents.sum().item()
+        square += latents.square().sum().item()
+        count += latents.numel()
+    return float(1.0 / math.sqrt((square - total * total / count) / (count - 1)))
 
 
 def train_ldm(
@@ -170,9 +183,16 @@ def train_ldm(
         bar.set_postfix(mse=f"{F.mse_loss(recon, batch).item():.4f}")
     vae_mse = F.mse_loss(recon, batch).item()
     vae.eval().requires_grad_(False)
-    scaling = latent_scaling(vae, paths, image_size, recipe.seed)
+    # kept only when the steps would encode more images than there are (a short budget encodes per batch)
+    keep = recipe.unet_steps * min(recipe.batch_size, len(paths)) >= len(paths) and fits(len(paths), side)
+    if keep and len(paths) <= SCALING_SAMPLE:  # the scaling sample is every image, in order: encoded once for both
+        raw = list(_chunks(vae, paths, side))
+        scaling = scale_of(raw)
+        latents = torch.cat(raw) * scaling
+    else:
+        scaling = latent_scaling(vae, paths, image_size, recipe.seed)
+        latents = kept_latents(vae, paths, side, scaling) if keep else None
     vae.register_to_config(scaling_factor=scaling)
-    latents = kept_latents(vae, paths, side, scaling)
 
     ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     empty = len(prompts)

@@ -81,3 +81,23 @@ def test_latents_past_the_budget_are_encoded_per_batch(digits, tmp_path, monkeyp
     streamed = embedded_ldm.train_ldm(paths, labels, PROMPTS, tokenizer, recipe, False)[1]
     assert np.isfinite(streamed["unet_loss"]) and streamed["vae_mse"] == kept["vae_mse"]  # the same VAE either way
     assert abs(streamed["unet_loss"] - kept["unet_loss"]) < 1e-3 * kept["unet_loss"]  # per batch: the same latents
+
+
+def test_a_short_budget_encodes_only_the_batches_it_draws(digits, tmp_path, monkeypatch):
+    """Keeping every latent pays only when the steps draw more images than there are; with every image in the
+    scaling sample they are encoded once for both."""
+    from models import embedded_ldm
+    from models.config import EmbeddedLdmConfig
+    from tests.models.tiny_ldm import PROMPTS
+
+    paths = [p for c in "012" for p in sorted((digits / c).glob("*.png"))[:6]]
+    labels = [int(p.parent.name) for p in paths]
+    tokenizer = write_tokenizer(tmp_path, WORDS)
+    encode, encoded = embedded_ldm._encode, []
+    monkeypatch.setattr(embedded_ldm, "_encode", lambda vae, batch, size: encoded.append(len(batch)) or
+                        encode(vae, batch, size))
+    for steps, expected in ((3, [18]), (1, [18, 8])):  # 3 x 8 draws >= 18 images: kept; 1 x 8: scaling + a batch
+        encoded.clear()
+        embedded_ldm.train_ldm(paths, labels, PROMPTS, tokenizer, EmbeddedLdmConfig(vae_steps=1, unet_steps=steps,
+                                                                                      batch_size=8), False)
+        assert encoded == expected
