@@ -9,9 +9,10 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.stages import StepLog, ensure_generator, generate_edits, one_writer, prepare, train_baseline
+from models import methods
 from models.benchmarks import ada
 from models.benchmarks.results import benchmark_dir, cost_rows, load, protocol, save_facts, write_results
-from models.config import Settings, default_ratio
+from models.config import Settings
 from models.dataset import read_manifest
 from models.edit_folder import rows_of
 from tasks.tracking import configure, git_commit, record_run
@@ -36,7 +37,7 @@ def genie_benchmark_ada(settings: Settings) -> dict:
         run = settings.model_copy(update={
             "genie": settings.genie.model_copy(update={"ada_mode": mode or "exact"}),
             "generator": settings.generator.model_copy(update={"steps": settings.generator.steps * times})})
-        edits = ada.pair_edits(pairs, method, default_ratio(method, settings.genie), seed)
+        edits = ada.pair_edits(pairs, method, methods.get(method).default_ratio(settings.genie), seed)
         name = label.replace(" ", "-")
         folder = benchmark_dir(settings) / "generated" / name
         made, _ = generate_edits(run, data, split, edits, folder, step_log, f"generate-{name}",

@@ -73,7 +73,7 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
     support, queries = fs.pools(read_manifest(split["manifest"]), Path(settings.dataset.path), novel)
     episodes = [e for shots in cfg.shots
                 for e in sample_episodes(support, queries, cfg.ways, shots, cfg.queries, cfg.episodes, cfg.seed)]
-    plan = variants(cfg.methods, genie.ada_ratios, genie.img2img_ratios)
+    plan = variants(cfg.methods, genie, sweep=True)
     edits_of = fs.planned_edits(plan, episodes, genie.ada_ratios, edit_seed)
     made: dict[Edit, str] = {}
     for method, edits in fs.by_method(edits_of).items():
@@ -82,7 +82,7 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
         made |= got
     scores, choices = score_episodes(extractor, settings.classifier, episodes, plan, made, genie.ada_ratios, edit_seed)
     cost = cost_rows(made, edits_of)
-    if any(m.startswith("genie-ada") for m in cfg.methods):
+    if any(v.method == "genie-ada" for v in plan):
         cost = fs.with_ada_cost(cost, choices, genie.ada_ratios)
     return {"plan": plan, "base": base, "novel": novel, "made": made, "episodes": scores.assign(seed=seed),
             "ada_choices": choices.assign(seed=seed), "cost": cost.assign(seed=seed),

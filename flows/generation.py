@@ -6,10 +6,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.stages import StepLog, ensure_generator, generate_edits, one_writer, prepare, train_baseline
-from models.config import Settings, default_ratio
+from models import methods
+from models.config import Settings
 from models.dataset import read_manifest
 from models.edit_folder import MANIFEST
-from models.editing import METHODS, pair_edits, select_edits
+from models.editing import pair_edits, select_edits
 from tasks.generator_registry import tag_current_generator
 from tasks.quality import judge_generator
 from tasks.tracking import configure, record_run
@@ -32,17 +33,16 @@ def genie_train_generator(settings: Settings, force: bool = False) -> dict:
 def genie_generate(settings: Settings, method: str = "genie", per_class: int = 10, ratio: float | None = None,
                    pairs: list[tuple[str, str]] | None = None, out_dir: Path | None = None, wait: bool = True) -> dict:
     """Hard negatives for a per-class budget or explicit (source image, target class) pairs."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    kind = methods.get(method)  # an unknown or internal method: one line naming the valid ones
     if ratio is not None and not 0 < ratio <= 1:
         raise ValueError(f"--ratio {ratio}: a noise ratio must be in (0, 1]")
     configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     classes = split.info["classes"]
-    if ratio is not None and method not in ("genie", "img2img"):
-        raise ValueError(f"--ratio does not apply to {method} (genie-ada picks r per image, txt2img uses 1.0)")
-    ratio = ratio if ratio is not None else default_ratio(method, settings.genie)
+    if ratio is not None and kind.ratio != "given":
+        raise ValueError(f"--ratio does not apply to {method} ({'it picks r per image' if kind.ratio == 'chosen' else 'it starts from noise'})")
+    ratio = ratio if ratio is not None else kind.default_ratio(settings.genie)
     if pairs:
         edits = pair_edits(pairs, classes, method, ratio, settings.generator.seed)
     else:
@@ -51,7 +51,7 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
     if not edits:
         raise ValueError("empty selection: no (source, target) pairs to generate")
     ensure_generator(settings, data, split, step_log)
-    classifier = train_baseline(settings, data, split, step_log) if method == "genie-ada" else None
+    classifier = train_baseline(settings, data, split, step_log) if kind.needs_extractor else None
     out_dir = Path(out_dir or settings.workdir / "generated") / method
     _, totals = generate_edits(settings, data, split, edits, out_dir, step_log, classifier=classifier)
     get_run_logger().info("%s images in %s (rows: %s, read them with models.edit_folder.edits)", method, out_dir,

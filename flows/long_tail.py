@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 
 from flows.replicates import over_generator_seeds
 from flows.stages import StepLog, evaluate, generate_edits, one_writer, select, train_baseline
+from models import methods
 from models.benchmarks.consistency import consistency_table, consistent
 from models.benchmarks.episodes import Variant, variants
 from models.benchmarks.long_tail import (
@@ -51,7 +52,7 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     cfg, seeds = settings.benchmark.long_tail, settings.benchmark.generator_seeds
     step_log: StepLog = {}
     out = benchmark_dir(settings) / "long-tail"
-    plan = variants(cfg.methods, (settings.genie.noise_ratio,), settings.genie.img2img_ratios)
+    plan = variants(cfg.methods, settings.genie)
     runs = over_generator_seeds(settings, step_log, functools.partial(one_replicate, plan=plan))
     tables = stacked(runs, ("per_seed", "predictions", "judged", "cost"))
     table = summarise_seeds(tables["per_seed"], tables["predictions"])
@@ -90,19 +91,20 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
     selection = pd.read_csv(select(lt, val, lt_split, log)["selection"], dtype=str)
     for variant in plan:
         edits = long_tail_edits(lt, variant, selection, manifest)
-        method, name = variant.method.removesuffix("+filter"), slug(variant.label)
+        method, name = variant.method, slug(variant.label)
         made = {}
         if edits:  # Ada's choice follows this seed's baseline, which its image key does not name: own folder
-            folder = lt.workdir if method == "genie-ada" else settings.workdir
+            ada = methods.get(method).needs_extractor
+            folder = lt.workdir if ada else settings.workdir
             made, _ = generate_edits(lt, data, lt_split, edits, folder / "generated" / method, log,
-                                     f"generate-{name}", classifier=baseline if method == "genie-ada" else None,
+                                     f"generate-{name}", classifier=baseline if ada else None,
                                      shard_size=settings.benchmark.shard_size)
         images = pd.DataFrame(image_rows(made, variant.label, edits), columns=IMAGE_COLUMNS).assign(seed=seed)
         verdicts = judge_images(baseline, images)  # the judge: this seed's classifier on real images only
-        if variant.method.endswith("+filter") and len(verdicts):
+        if variant.filter and len(verdicts):
             verdicts = verdicts[consistent(verdicts["p_label"], settings.benchmark.filter_threshold)]
         judged.append(verdicts)
-        if not variant.method.endswith("+filter"):
+        if not variant.filter:
             costs.append(cost_rows(made, {variant.label: edits}).assign(seed=seed))
         generated = [(r.image, r.label, r.source_class) for r in verdicts.itertuples()]
         tuned = run_verified(

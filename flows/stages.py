@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger
 
-from models.config import GeneratorConfig, Settings, default_ratio
+from models import methods
+from models.config import GeneratorConfig, Settings
 from models.dataset import generator_splits
 from models.determinism import pin_runtime
 from models.digests import model_identity
@@ -112,7 +113,7 @@ def selection_edits(settings: Settings, selection: Outputs, method: str | None =
     """The selection's edits by `method` (default: select.method) at its default ratio."""
     method = method or settings.select.method
     rows = pd.read_csv(selection["selection"], dtype=str)
-    return edits_from_selection(rows, method, default_ratio(method, settings.genie), settings.generator.seed)
+    return edits_from_selection(rows, method, methods.get(method).default_ratio(settings.genie), settings.generator.seed)
 
 
 def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits: list[Edit], out_dir: Path,
@@ -149,5 +150,5 @@ def generate_selection(settings: Settings, data: DataVersion, split: Outputs, se
     method = settings.select.method
     made, totals = generate_edits(settings, data, split, selection_edits(settings, selection),
                                   settings.workdir / "generated" / method, step_log,
-                                  classifier=classifier if method == "genie-ada" else None)
+                                  classifier=classifier if methods.get(method).needs_extractor else None)
     return [(path, edit.label, edit.source_class) for edit, path in made.items()], totals

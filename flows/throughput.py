@@ -7,9 +7,10 @@ from pathlib import Path
 from prefect import flow
 
 from flows.stages import StepLog, ensure_generator, one_writer, prepare, train_baseline
+from models import methods
 from models.architectures import sd15_pipeline
 from models.benchmarks.throughput import bench_methods, bench_reference
-from models.config import Settings, default_ratio
+from models.config import Settings
 from models.dataset import read_manifest
 from models.embedded_ldm import prompt_words
 from models.engine import Engine
@@ -42,10 +43,9 @@ def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolut
             sd15_pipeline("full" if arch == "sd15" else "tiny", resolution, words, Path(folder) / "tok").save_pretrained(
                 Path(folder) / "model")
             engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance, g.allow_pickle, g.compile)
-            rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, batch_size=g.batch_size,
-                                 methods=("genie", "img2img", "txt2img"))
+            rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, batch_size=g.batch_size)
         if reference:
             rows.append(bench_reference(engine, sources, targets, settings.prompt,
-                                        default_ratio("genie", settings.genie)))
+                                        methods.get("genie").default_ratio(settings.genie)))
     device = f"{engine.device.type} {str(engine.dtype).removeprefix('torch.')}"
     return [row | {"device": device} for row in rows]

@@ -1,12 +1,13 @@
 """The one configuration: params.yaml, validated by pydantic, with command-line overrides."""
 from __future__ import annotations
 
+import importlib
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -159,10 +160,25 @@ class GenieConfig(Strict):
         return self
 
 
-def default_ratio(method: str, genie: GenieConfig) -> float | None:
-    """The noise ratio a method runs at unless one is given: genie at `noise_ratio`, img2img at the
-    first of `img2img_ratios`; genie-ada picks r per image and txt2img starts from pure noise (None)."""
-    return {"genie": genie.noise_ratio, "img2img": genie.img2img_ratios[0]}.get(method)
+def method_registry():
+    """The generation methods' registry (models.methods), imported by name: the configuration only checks names
+    against it, so the steps' code digests, which follow imports, do not change when a method's module does."""
+    return importlib.import_module("models.methods")
+
+
+def _method(name: str) -> str:
+    method_registry().get(name)  # an unknown or internal one: the error names the valid methods
+    return name
+
+
+Method = Annotated[str, AfterValidator(_method)]
+
+
+def known_variants(value: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r} (choose from {', '.join(known)})")
+    return value
 
 
 class SelectConfig(Strict):
@@ -172,7 +188,7 @@ class SelectConfig(Strict):
     n_weakest: int = Field(3, ge=1)
     k_confused: int = Field(2, ge=1, description="source classes per target: the k it is most confused with")
     per_target: int = Field(20, ge=1, description="hard negatives per target class")
-    method: Literal["genie", "genie-ada", "img2img", "txt2img"] = "genie-ada"
+    method: Method = Field("genie-ada", description="a generation method (models.methods)")
     shard_size: int = Field(64, ge=1, description="edits per generation task")
     seed: int = 0
 
@@ -208,8 +224,15 @@ class FewShotBenchmarkConfig(Strict):
     episodes: int = Field(100, ge=1)
     queries: int = Field(15, ge=1, description="query images per class and episode")
     seed: int = 0
-    methods: tuple[Literal["none", "traditional", "img2img", "txt2img", "genie", "genie-ada", "genie-ada-fast"],
-                   ...] = ("none", "traditional", "img2img", "txt2img", "genie", "genie-ada", "genie-ada-fast")
+    methods: tuple[str, ...] = Field(
+        default_factory=lambda: ("none", "traditional", *method_registry().names(), "genie-ada-fast"),
+        description="none (the support images only), traditional (augmented views), any generation method, "
+        "genie-ada-fast (GeNIe-Ada chosen from probes); default: all of them")
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return known_variants(value, ("none", "traditional", *method_registry().names(), "genie-ada-fast"))
 
 
 class LongTailBenchmarkConfig(Strict):
@@ -217,8 +240,16 @@ class LongTailBenchmarkConfig(Strict):
 
     imbalance_ratio: float = Field(50, ge=1)
     per_target: int = Field(40, ge=1, description="generated images per tail class, the same for every method")
-    methods: tuple[Literal["real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter"], ...] = (
-        "real", "txt2img", "img2img", "genie", "genie-ada", "genie-ada+filter")
+    methods: tuple[str, ...] = Field(
+        default_factory=lambda: ("real", *method_registry().names(), "genie-ada+filter"),
+        description="real (no generated images), any generation method, <method>+filter (its images the real-data "
+        "judge calls the label); default: all of them and genie-ada+filter")
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = method_registry().names()
+        return known_variants(value, ("real", *names, *(f"{m}+filter" for m in names)))
 
 
 class AdaBenchmarkConfig(Strict):
@@ -233,8 +264,8 @@ class BenchmarkConfig(Strict):
         (0, 1, 2), min_length=1, description="independent replicates: each seed trains its own embedded generator "
         "(on the whole train split), few-shot extractor and judge, and draws its own long-tailed subsample and "
         "classifiers; verdicts rest on the interval across seeds")
-    few_shot: FewShotBenchmarkConfig = FewShotBenchmarkConfig()
-    long_tail: LongTailBenchmarkConfig = LongTailBenchmarkConfig()
+    few_shot: FewShotBenchmarkConfig = Field(default_factory=FewShotBenchmarkConfig)  # built when read: its methods are those registered then
+    long_tail: LongTailBenchmarkConfig = Field(default_factory=LongTailBenchmarkConfig)
     ada: AdaBenchmarkConfig = AdaBenchmarkConfig()
     filter_threshold: float = Field(0.5, ge=0, lt=1, description="label-consistency filter: keep an edit when the "
                                     "real-data judge gives its target at least this probability")
@@ -270,7 +301,7 @@ class Settings(Strict):
     finetune: FinetuneConfig = FinetuneConfig()
     promote: PromoteConfig = PromoteConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    benchmark: BenchmarkConfig = BenchmarkConfig()
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     paths: PathsConfig = PathsConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
@@ -363,7 +394,7 @@ def load_settings(path: Path | str = "params.yaml", overrides: list[str] = ()) -
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        reason = first["msg"]
+        reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
         elif "input" in first and not isinstance(first["input"], dict):

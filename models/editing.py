@@ -13,14 +13,13 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from models import methods
 from models.dataset import load_rgb, seeded_rank
 from models.digests import file_digest
 from models.edit_folder import append, image_file, place, stage_image
 from models.edit_folder import edits as folder_edits
-from models.engine import Engine, EngineError, choose_ratio
-
-METHODS = ("genie", "genie-ada", "img2img", "txt2img", "ada-probe")
-ADA_MODES = ("fast", "exact")
+from models.engine import Engine, EngineError
+from models.methods.genie_ada import MODES as ADA_MODES
 
 
 @dataclass(frozen=True)
@@ -30,8 +29,8 @@ class Edit:
     source: str  # path of the source image
     source_class: str
     target: str
-    method: str  # ada-probe: fast Ada's short look at the edit at `ratio` (not a training image)
-    ratio: float | None  # None for genie-ada (it picks r*) and txt2img
+    method: str  # a name in models.methods
+    ratio: float | None  # None where the method takes no given r (it picks r*, or draws from noise)
     seed: int
 
     @property
@@ -42,13 +41,14 @@ class Edit:
     @classmethod
     def make(cls, source: str, source_class: str, target: str, method: str, ratio: float | None,
              base_seed: int) -> Edit:
-        """`source` edited towards `target` by `method` (img2img keeps the source's class). The seed
-        follows the source and the label, so a pair gets the same noise whatever else is asked."""
-        label = source_class if method == "img2img" else target
+        """`source` edited towards `target` by `method` (a method on a class's own images keeps the source's
+        class). The seed follows the source and the label, so a pair gets the same noise whatever else is asked."""
+        kind = methods.get(method, internal=True)
+        label = source_class if kind.source == "own" else target
         seed = edit_seed(base_seed, source, label)
-        if method == "txt2img":
+        if kind.source == "none":
             return cls("", "", label, method, None, seed)
-        return cls(source, source_class, label, method, None if method == "genie-ada" else ratio, seed)
+        return cls(source, source_class, label, method, ratio if kind.ratio == "given" else None, seed)
 
 
 def replicas(sources: list[str], label: str, n: int, method: str, ratio: float | None, seed: int) -> list[Edit]:
@@ -99,12 +99,12 @@ def edit_seed(base: int, source: str, target: str) -> int:
 def select_edits(manifest: pd.DataFrame, root: Path, classes: list[str], method: str, per_class: int,
                  ratio: float | None, seed: int, targets: list[str] | None = None) -> list[Edit]:
     """A per-class budget: for each target class, `per_class` sources drawn from the other classes'
-    train images (for img2img the source keeps its own class; txt2img needs no source)."""
+    train images (a method on a class's own images keeps the source's class; one from noise needs no source)."""
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     edits = []
     for target in targets or classes:
-        if method == "txt2img":
-            edits += [Edit.make(f"txt2img/{i}", "", target, method, None, seed) for i in range(per_class)]
+        if methods.get(method, internal=True).source == "none":
+            edits += [Edit.make(f"{method}/{i}", "", target, method, None, seed) for i in range(per_class)]
             continue
         pool = train[train["label"] != target]
         # a larger budget keeps the smaller one's sources, so a re-run only adds
@@ -134,15 +134,13 @@ class EditRunner:
         self.sampler = {"model": engine.identity, "steps": engine.steps, "guidance": engine.guidance}
 
     def key(self, edit: Edit) -> str:
-        settings = {**self.sampler, "prompt": self.prompt(edit.label)}
-        if edit.method == "genie-ada":
-            settings["ada_ratios"] = self.ada_ratios
-            if self.ada_mode != "exact":  # exact's keys predate the modes: its images stay valid
-                settings |= {"ada_mode": self.ada_mode, "probe_steps": self.probe_steps}
-        if edit.method == "ada-probe":
-            settings["probe_steps"] = self.probe_steps
-        source = file_digest(edit.source) if edit.method != "txt2img" else edit.source
+        method = methods.get(edit.method, internal=True)
+        settings = {**self.sampler, "prompt": self.prompt(edit.label), **method.key_fields(self)}
+        source = file_digest(edit.source) if method.source != "none" else edit.source
         return content_key(edit, source, settings)
+
+    def sources(self, edits: list[Edit]) -> list[Image.Image]:
+        return [load_rgb(e.source) for e in edits]
 
     def manifest(self) -> pd.DataFrame:
         """One row per image in the folder (models.edit_folder.edits)."""
@@ -157,13 +155,15 @@ class EditRunner:
     def run(self, edits: list[Edit], progress: bool = True) -> dict:
         """Make every edit not yet made; return counts and throughput."""
         for edit in edits:
-            if edit.method not in METHODS:
-                raise EngineError(f"unknown method {edit.method!r} (choose from {', '.join(METHODS)})")
+            try:
+                method = methods.get(edit.method, internal=True)
+            except ValueError as err:
+                raise EngineError(str(err)) from None
             if edit.ratio is not None and not 0 < edit.ratio <= 1:
                 raise EngineError(f"noise ratio {edit.ratio} outside (0, 1]")
-            if edit.method == "genie-ada" and (self.embed is None or edit.target not in self.target_means):
-                raise EngineError(f"genie-ada needs a feature extractor and real images of class {edit.target}")
-        for source in sorted({e.source for e in edits if e.method != "txt2img"}):
+            if method.needs_extractor and (self.embed is None or edit.target not in self.target_means):
+                raise EngineError(f"{edit.method} needs a feature extractor and real images of class {edit.target}")
+        for source in sorted({e.source for e in edits if methods.get(e.method, internal=True).source != "none"}):
             try:
                 with Image.open(source) as image:
                     image.load()
@@ -183,7 +183,7 @@ class EditRunner:
             for i in range(0, len(items), self.batch_size):
                 batch = items[i : i + self.batch_size]
                 began = time.monotonic()
-                made = self._make(method, ratio, [e for _, e in batch])
+                made = methods.get(method, internal=True).make(self, [e for _, e in batch], ratio)
                 seconds = (time.monotonic() - began) / len(batch)
                 rows, staged = [], []
                 for (key, edit), (image, chosen, scores, evals) in zip(batch, made):
@@ -208,57 +208,3 @@ class EditRunner:
         stats["images_per_second"] = stats["generated"] / stats["seconds"] if stats["seconds"] else 0.0
         stats["unet_evals_per_image"] = stats["unet_evals"] / stats["generated"] if stats["generated"] else 0.0
         return stats
-
-    def _make(self, method: str, ratio: float | None, edits: list[Edit]):
-        """(image or None, ratio used, Ada scores, UNet evaluations) per edit."""
-        seeds = [e.seed for e in edits]
-        if method == "txt2img":
-            result = self.engine.sample([self.prompt(e.target) for e in edits], seeds)
-            return [(img, 1.0, [], result.unet_evals // len(edits)) for img in result.images]
-        sources = [load_rgb(e.source) for e in edits]
-        if method in ("genie", "img2img"):
-            prompts = [self.prompt(e.label) for e in edits]
-            result = self.engine.edit(sources, prompts, ratio, seeds)
-            return [(img, ratio, [], result.unet_evals // len(edits)) for img in result.images]
-        prompts = [self.prompt(e.target) for e in edits]
-        if method == "ada-probe":
-            result = self.engine.probe(sources, prompts, [ratio], seeds, self.probe_steps)
-            return [(img, ratio, [], result.unet_evals // len(edits)) for img in result.images]
-        return self._ada(edits, sources, prompts, seeds)
-
-    def _ada(self, edits: list[Edit], sources: list, prompts: list[str], seeds: list[int]):
-        """GeNIe-Ada. exact: every candidate denoised in full, r* chosen on the finished images. fast: r*
-        chosen on short probes of every candidate (all candidates in each UNet call), then only r*
-        denoised in full; that image is the GeNIe edit at r* (same seed, same noise, same steps)."""
-        n, ratios = len(edits), self.ada_ratios
-        if self.ada_mode == "exact":
-            results = [self.engine.edit(sources, prompts, r, seeds) for r in ratios]
-            looks = [[result.images[j] for result in results] for j in range(n)]
-            evals = [sum(result.unet_evals for result in results) // n] * n
-        else:
-            probe = self.engine.probe(sources, prompts, ratios, seeds, self.probe_steps)
-            looks = [probe.images[j * len(ratios) : (j + 1) * len(ratios)] for j in range(n)]
-            evals = [probe.unet_evals // n] * n
-        complete = [j for j in range(n) if all(image is not None for image in looks[j])]
-        features = self.embed([image for j in complete for image in (sources[j], *looks[j])])  # one call
-        z_of = {j: features[i * (len(ratios) + 1) : (i + 1) * (len(ratios) + 1)] for i, j in enumerate(complete)}
-        chosen = []
-        for j, edit in enumerate(edits):
-            if j not in z_of:
-                chosen.append((None, None, []))
-                continue
-            z = z_of[j]
-            r, index, scores = choose_ratio(z[0], z[1:], self.target_means[edit.target], ratios)
-            chosen.append((looks[j][index] if self.ada_mode == "exact" else None, r,
-                           [round(float(s), 5) for s in scores]))
-        if self.ada_mode == "fast":  # the chosen edits, grouped by r* so that each group shares its UNet calls
-            images = [None] * n
-            for r in sorted({r for _, r, _ in chosen if r is not None}):
-                group = [j for j, (_, rj, _) in enumerate(chosen) if rj == r]
-                result = self.engine.edit([sources[j] for j in group], [prompts[j] for j in group], r,
-                                          [seeds[j] for j in group])
-                for j, image in zip(group, result.images):
-                    images[j] = image
-                    evals[j] += result.unet_evals // len(group)
-            chosen = [(images[j], r, scores) for j, (_, r, scores) in enumerate(chosen)]
-        return [(image, r, scores, e) for (image, r, scores), e in zip(chosen, evals)]

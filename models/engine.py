@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from diffusers.models.attention_processor import AttnProcessor2_0
@@ -164,13 +163,3 @@ class Engine:
         return Result(self._kept(output), len(prompts) * self._passes(self.steps))
 
 
-def choose_ratio(source: np.ndarray, candidates: np.ndarray, target_mean: np.ndarray, ratios: list[float]):
-    """GeNIe-Ada: the ratio just after the largest semantic jump towards the target class.
-
-    All embeddings L2-normalised. v = mean_t - z_s; d_i = |<z_{i+1} - z_i, v>| / ||v||;
-    r* = ratios[argmax d + 1]. Returns (r*, index of r*, scores d).
-    """
-    v = target_mean - source
-    scores = np.abs((candidates[1:] - candidates[:-1]) @ v) / (np.linalg.norm(v) + 1e-12)
-    index = int(np.argmax(scores)) + 1
-    return ratios[index], index, scores

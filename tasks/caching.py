@@ -64,6 +64,9 @@ def _project_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from package import name` may name a submodule
             found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    if path.name == "__init__.py" and "iter_modules(__path__)" in path.read_text():  # a registry: all its modules
+        found |= {f"{path.parent.relative_to(ROOT).as_posix().replace('/', '.')}.{m.stem}"
+                  for m in path.parent.glob("*.py") if m.stem != "__init__"}
     return {name for name in found if name.split(".")[0] in PACKAGES and _module_file(name)}
 
 

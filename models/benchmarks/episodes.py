@@ -2,36 +2,68 @@
 an episode, logistic regression on frozen L2-normalised features, scores per episode."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from models import methods
+from models.config import GenieConfig
 from models.dataset import load_rgb
 from models.editing import Edit, edit_seed, replicas
-from models.engine import choose_ratio
+from models.methods.genie_ada import choose_ratio
 
 
 @dataclass(frozen=True)
 class Variant:
     """A method at one setting: what a row of the results table is."""
 
-    method: str  # none | traditional | img2img | txt2img | genie | genie-ada (exact) | genie-ada-fast
+    method: str  # a generation method (models.methods), or a baseline that generates nothing: none, traditional, real
     ratio: float | None = None
+    mode: str | None = None  # GeNIe-Ada's: fast (chosen from probes); None: the configured exact way
+    filter: bool = False  # only the images the real-data judge calls their label
+
+    @classmethod
+    def parse(cls, name: str, ratio: float | None = None) -> Variant:
+        """The one spelling of the configuration's lists: `genie-ada-fast`, `<method>+filter`."""
+        method, filtered = name.removesuffix("+filter"), name.endswith("+filter")
+        mode = "fast" if method == "genie-ada-fast" else None
+        return cls(method.removesuffix("-fast") if mode else method, ratio, mode, filtered)
+
+    @classmethod
+    def of_label(cls, label: str) -> Variant:
+        """The variant a results table's label names ('genie r=0.8', 'genie-ada-fast', 'real')."""
+        name, _, ratio = label.partition(" r=")
+        return cls.parse(name, float(ratio) if ratio else None)
+
+    @property
+    def name(self) -> str:
+        return self.method + ("-fast" if self.mode == "fast" else "") + ("+filter" if self.filter else "")
 
     @property
     def label(self) -> str:
-        return f"{self.method} r={self.ratio}" if self.ratio is not None else self.method
+        return f"{self.name} r={self.ratio}" if self.ratio is not None else self.name
+
+    @property
+    def generates(self) -> bool:
+        return self.method in methods.names(internal=True)
+
+    @property
+    def hard_negative(self) -> bool:
+        """Another class's image made the target's (GeNIe and its kin), against the simpler alternatives."""
+        return self.generates and methods.get(self.method, internal=True).source == "other"
 
 
-def variants(methods: tuple[str, ...], genie_ratios: tuple[float, ...], img2img_ratios: tuple[float, ...]) -> list[Variant]:
-    """genie runs at every Ada candidate ratio (accuracy as a function of r); img2img at each of its ratios."""
+def variants(names: tuple[str, ...], genie: GenieConfig, sweep: bool = False) -> list[Variant]:
+    """Each method at each of its ratios (with `sweep`, genie at every Ada candidate: accuracy as a function of r);
+    the baselines that generate nothing once."""
     out = []
-    for method in methods:
-        ratios = {"genie": genie_ratios, "img2img": img2img_ratios}.get(method, (None,))
-        out += [Variant(method, r) for r in ratios]
+    for name in names:
+        variant = Variant.parse(name)
+        ratios = methods.get(variant.method, internal=True).ratios(genie, sweep) if variant.generates else (None,)
+        out += [replace(variant, ratio=r) for r in ratios]
     return out
 
 
@@ -69,18 +101,20 @@ def episode_edits(episode: Episode, variant: Variant, seed: int) -> list[Edit]:
     """The same budget for every method: (N-1) * K extra images per class.
 
     GeNIe: every support image of the other classes edited towards the class (hard negatives).
-    Txt2Img: as many samples of the class, one seed per GeNIe pair. Img2Img: the class's own
-    support images, each edited N-1 times with different seeds. genie-ada's candidates are
-    GeNIe's edits at its ratios (same pair, same seed), so they come from the genie edits.
+    Txt2Img (from noise): as many samples of the class, one seed per GeNIe pair. Img2Img (a class's
+    own images): its support images, each edited N-1 times with different seeds. genie-ada's
+    candidates are GeNIe's edits at its ratios (same pair, same seed): they come from the genie edits.
     """
     edits = []
     for target in episode.classes:
         own = [p for p, c in episode.support if c == target]
         others = [(p, c) for p, c in episode.support if c != target]
-        if variant.method in ("genie", "txt2img", "ada-probe"):
+        if not variant.generates or variant.method == "genie-ada":
+            continue  # nothing generated, or chosen from genie's candidates
+        if methods.get(variant.method, internal=True).source == "own":
+            edits += replicas(own, target, len(others), variant.method, variant.ratio, seed)
+        else:  # other classes' images (hard negatives), or as many samples from noise, one seed per pair
             edits += [Edit.make(p, c, target, variant.method, variant.ratio, seed) for p, c in others]
-        elif variant.method == "img2img":
-            edits += replicas(own, target, len(others), "img2img", variant.ratio, seed)
     return edits
 
 
@@ -141,8 +175,8 @@ def run_episodes(bank: FeatureBank, episodes: list[Episode], plan: list[Variant]
             elif variant.method == "traditional":
                 extra = bank.views(support_paths, extra_views)
                 labels = [c for c in support_labels for _ in range(extra_views)]
-            elif variant.method.startswith("genie-ada"):
-                picked = ada_choices(bank, episode, made, ada_ratios, seed, fast=variant.method == "genie-ada-fast")
+            elif variant.method == "genie-ada":
+                picked = ada_choices(bank, episode, made, ada_ratios, seed, fast=variant.mode == "fast")
                 choices += picked
                 extra, labels = bank([row["image"] for row in picked]), [row["target"] for row in picked]
             else:

@@ -38,10 +38,10 @@ def planned_edits(plan: list[Variant], episodes: list[Episode], ada_ratios: tupl
     """The edits each generating variant needs over all episodes. GeNIe-Ada's candidates are GeNIe's
     edits at the Ada ratios (same pair, same seed, same image), so they are planned as those; fast
     Ada also needs its one-step probes of them (method ada-probe, listed as 'ada-probe r=...')."""
-    sweep = [v for v in plan if not v.method.startswith("genie-ada")]
-    if any(v.method.startswith("genie-ada") for v in plan):
+    sweep = [v for v in plan if v.method != "genie-ada"]
+    if any(v.method == "genie-ada" for v in plan):
         sweep += [Variant("genie", r) for r in ada_ratios]
-    if any(v.method == "genie-ada-fast" for v in plan):
+    if any(v.method == "genie-ada" and v.mode == "fast" for v in plan):
         sweep += [Variant("ada-probe", r) for r in ada_ratios]
     edits_of = {v.label: [edit for e in episodes for edit in episode_edits(e, v, seed)] for v in dict.fromkeys(sweep)}
     return {label: edits for label, edits in edits_of.items() if edits}  # none and traditional generate nothing

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models import methods
 from models.benchmarks.episodes import Variant
 from models.benchmarks.results import Gap, across_ci, gap_between, mean_ci, within_ci
-from models.config import Settings, default_ratio
+from models.config import Settings
 from models.editing import Edit, edits_from_selection, replicas
 
 BASELINE = "baseline (no fine-tuning)"
@@ -29,17 +30,18 @@ def long_tail_settings(replicate: Settings, seed: int) -> Settings:
 
 def long_tail_edits(settings: Settings, variant: Variant, selection: pd.DataFrame, manifest: pd.DataFrame) -> list[Edit]:
     """Equal budgets: as many images per tail class as its confusion-driven selection has sources.
-    GeNIe / Txt2Img follow the selection; Img2Img edits the class's own train images instead."""
-    if variant.method == "real":
+    The hard negatives and samples from noise follow the selection; a method on a class's own images (Img2Img)
+    edits that class's train images instead."""
+    if not variant.generates:
         return []
-    method = variant.method.removesuffix("+filter")
-    if method != "img2img":
-        return edits_from_selection(selection, method, default_ratio(method, settings.genie), settings.generator.seed)
+    method = variant.method
+    if methods.get(method).source != "own":
+        return edits_from_selection(selection, method, variant.ratio, settings.generator.seed)
     train = manifest[manifest["split"] == "train"]
     root = Path(settings.dataset.path)
     return [edit for target, n in selection.groupby("target").size().items()
             for edit in replicas([str(root / p) for p in train.loc[train["label"] == target, "path"]], target, n,
-                                 "img2img", variant.ratio, settings.generator.seed)]
+                                 method, variant.ratio, settings.generator.seed)]
 
 
 def result_row(seed: int, label: str, metrics: dict, generated: int) -> dict:

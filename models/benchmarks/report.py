@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from models import methods
 from models.benchmarks.ada import ada_agreement
+from models.benchmarks.episodes import Variant
 from models.benchmarks.few_shot import paired
 from models.benchmarks.long_tail import paired_gap
 from models.benchmarks.results import Gap, verdict
@@ -88,12 +90,8 @@ def few_shot_context(r: dict) -> dict:
     wide["extra images / episode"] = [" / ".join(f"{v:.0f}" for v in row) for row in extra.values]
     verdicts = []
     for shots in facts["shots"]:
-        genie_rows = scores[(scores["shots"] == shots) & scores["variant"].str.startswith("genie r=")]
-        best = genie_rows.loc[genie_rows["mean"].idxmax(), "variant"] if len(genie_rows) else None
-        pairs = [("genie-ada", "txt2img"), (best, "txt2img"), ("genie-ada", "none"), ("genie-ada", "traditional"),
-                 ("genie-ada", best), (best, "img2img r=0.7"), ("txt2img", "img2img r=0.7"),
-                 ("img2img r=0.7", "none"), ("genie-ada-fast", "genie-ada")]
-        diffs = [(a, b, paired(r["episodes"], shots, a, b) if a and b else None) for a, b in pairs]
+        rows = scores[scores["shots"] == shots].set_index("variant")["mean"]
+        diffs = [(a, b, paired(r["episodes"], shots, a, b)) for a, b in comparisons(order, rows)]
         verdicts.append({"shots": shots, "said": [said(a, b, d) for a, b, d in diffs if d is not None]})
     return {
         "facts": facts, "accuracy": table(wide.rename_axis("variant").reset_index()), "verdicts": verdicts,
@@ -105,21 +103,45 @@ def few_shot_context(r: dict) -> dict:
     }
 
 
+def comparisons(labels: list[str], means: pd.Series | None = None) -> list[tuple[str, str]]:
+    """The pairs the verdicts compare, from the variants that ran: each hard negative (GeNIe-Ada, GeNIe at its best
+    r by `means`, else every r) against each simpler alternative; GeNIe-Ada against GeNIe; each alternative against
+    no extra image; each mode or filter of a method against the method as configured."""
+    variants = {label: Variant.of_label(label) for label in labels}
+    plain = [a for a, v in variants.items() if v.mode is None and not v.filter]
+    hard = [a for a in plain if variants[a].hard_negative]
+    swept = [a for a in hard if variants[a].ratio is not None]
+    if means is not None and len(swept) > 1:  # the sweep's best r stands for GeNIe
+        hard = [a for a in hard if a not in swept] + [max(swept, key=lambda a: means.get(a, float("-inf")))]
+    simpler = [b for b in plain if b not in hard and b not in swept and variants[b].method in (*methods.names(), "real",
+                                                                                               "none", "traditional")]
+    nothing = [b for b in simpler if not variants[b].generates]
+    pairs = [(a, b) for a in hard for b in simpler]
+    pairs += [(a, b) for a in hard for b in hard if a != b and variants[a].ratio is None and variants[b].ratio is not None]
+    pairs += [(a, b) for a in simpler if variants[a].generates for b in nothing[:1]]
+    pairs += [(a, b) for a, v in variants.items() if v.mode or v.filter
+              for b in plain if variants[b].method == v.method and variants[b].ratio == v.ratio]
+    return pairs
+
+
 def r_plot(scores: pd.DataFrame, facts: dict) -> str:
     fig, axes = pyplot().subplots(1, len(facts["shots"]), figsize=(5.5 * len(facts["shots"]), 3.8), squeeze=False)
     for ax, shots in zip(axes[0], facts["shots"]):
         rows = scores[scores["shots"] == shots].set_index("variant")
         rows = rows.assign(bar=rows["across_ci95"].fillna(rows["ci95"]) * 100)
-        sweep = rows[rows.index.str.startswith("genie r=")]
-        ratios = [float(v.split("=")[1]) for v in sweep.index]
-        ax.errorbar(ratios, sweep["mean"] * 100, yerr=sweep["bar"], marker="o", capsize=3, label="GeNIe at r")
-        images = rows[rows.index.str.startswith("img2img r=")]
-        ax.errorbar([float(v.split("=")[1]) for v in images.index], images["mean"] * 100, yerr=images["bar"],
-                    marker="s", linestyle="none", capsize=3, label="Img2Img at r")
-        for name, style, color in (("none", ":", "gray"), ("traditional", "-.", "gray"), ("txt2img", "--", "gray"),
-                                   ("genie-ada", "-", "C3"), ("genie-ada-fast", "--", "C3")):
-            if name in rows.index:
-                ax.axhline(rows.at[name, "mean"] * 100, linestyle=style, color=color, label=name)
+        variants = [Variant.of_label(label) for label in rows.index]
+        at_r: dict[str, list] = {}
+        for label, v in zip(rows.index, variants):  # a method at several r: a curve; at none: a level
+            if v.ratio is not None:
+                at_r.setdefault(v.name, []).append((v.ratio, label))
+        for i, (name, points) in enumerate(at_r.items()):
+            shown = rows.loc[[label for _, label in points]]
+            ax.errorbar([r for r, _ in points], shown["mean"] * 100, yerr=shown["bar"], marker="os^vD"[i % 5],
+                        linestyle="-" if v.hard_negative else "none", capsize=3, label=f"{name} at r")
+        levels = [(label, v) for label, v in zip(rows.index, variants) if v.ratio is None]
+        for i, (label, v) in enumerate(levels):
+            ax.axhline(rows.at[label, "mean"] * 100, linestyle=("-", "--", ":", "-.")[i % 4],
+                       color="C3" if v.hard_negative else "gray", label=label)
         ax.set_xlabel("noise ratio r")
         ax.set_ylabel("accuracy (%)")
         ax.set_title(f"{facts['ways']}-way {shots}-shot")
@@ -197,8 +219,7 @@ def long_tail_context(r: dict) -> dict:
     ax.legend()
     gaps = []
     for group, name in ((None, "overall"), ("few", "few-shot classes")):
-        for a, b in (("genie-ada", "txt2img"), ("genie-ada", "real"), ("genie r=0.8", "txt2img"),
-                     ("genie r=0.8", "real"), ("genie-ada", "genie r=0.8"), ("txt2img", "img2img r=0.7")):
+        for a, b in comparisons(list(scores["variant"])):
             diff = paired_gap(r["predictions"], a, b, group)
             if diff is not None:
                 gaps.append(said(a, b, diff) | {"group": name})
@@ -212,9 +233,10 @@ def cost_tables(few: dict | None, long: dict | None) -> list[dict]:
         if r is None or r.get("cost") is None or r["cost"].empty:
             continue
         cost = r["cost"].groupby("variant", sort=False)[["images", "unet_evals_per_image", "seconds_per_image"]].mean()
-        reference = cost["unet_evals_per_image"].get("genie r=0.8")
+        genie = Variant("genie", r["facts"].get("noise_ratio")).label  # GeNIe as configured
+        reference = cost["unet_evals_per_image"].get(genie)
         if reference:
-            cost["UNet evals vs genie r=0.8"] = (cost["unet_evals_per_image"] / reference).map("{:.2f}x".format)
+            cost[f"UNet evals vs {genie}"] = (cost["unet_evals_per_image"] / reference).map("{:.2f}x".format)
         cost["seconds_per_image"] = cost["seconds_per_image"].map("{:.4f}".format)
         tables.append({"name": name, "table": table(cost.reset_index().round(1))})
     return tables

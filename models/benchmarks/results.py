@@ -119,7 +119,7 @@ def protocol(settings: Settings, started: float, commit: str, **facts) -> dict:
     return {"dataset": settings.dataset.name, "generator": settings.generator_model,
             "generator_digest": model_identity(settings.generator_model), "sampler_steps": g.steps,
             "guidance": g.guidance, "prompt": g.prompt, "generation_seed": g.seed, "classifier": settings.classifier.model,
-            "ada_ratios": list(settings.genie.ada_ratios), "git_commit": commit,
+            "noise_ratio": settings.genie.noise_ratio, "ada_ratios": list(settings.genie.ada_ratios), "git_commit": commit,
             "device": f"{device.type} {str(dtype).removeprefix('torch.')}", "machine": machine(),
             "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(time.monotonic() - started, 1), **facts}
 

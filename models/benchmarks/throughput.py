@@ -8,20 +8,21 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.config import GenieConfig, default_ratio
+from models import methods
+from models.config import GenieConfig
 from models.editing import Edit, EditRunner
 from models.engine import Engine
 
 
 def bench_methods(engine: Engine, sources: list[Path], targets: list[str], prompt, genie: GenieConfig, embed=None,
-                  target_means=None, batch_size: int = 32,
-                  methods=("genie", "img2img", "txt2img", "genie-ada")) -> list[dict]:
-    """Run each method, at its configured default ratio, on the same sources into a throw-away folder."""
+                  target_means=None, batch_size: int = 32) -> list[dict]:
+    """Run each method, at its configured default ratio, on the same sources into a throw-away folder (those
+    that read a classifier's features only when `embed` is given)."""
     rows = []
-    for method in methods:
-        if method == "genie-ada" and embed is None:
+    for method in methods.names():
+        if methods.get(method).needs_extractor and embed is None:
             continue
-        ratio = default_ratio(method, genie)
+        ratio = methods.get(method).default_ratio(genie)
         edits = [Edit.make(str(s), s.parent.name, t, method, ratio, 0) for s, t in zip(sources, targets)]
         with tempfile.TemporaryDirectory() as out:
             runner = EditRunner(engine, Path(out), prompt, batch_size, genie.ada_ratios, embed, target_means)

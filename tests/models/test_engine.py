@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.engine import Engine, EngineError, choose_ratio
+from models.engine import Engine, EngineError
+from models.methods.genie_ada import choose_ratio
 from tests.models.tiny_ldm import PROMPTS
 
 

@@ -72,5 +72,5 @@ def test_a_misspelt_path_or_prompt_is_one_line(project, genie):
         "error: dataset.path: folder data/digts not found (the embedded digits are exported only to data/digits)")
     prompt = genie("prepare", "--set", "generator.prompt=a {colour} photo of a {name}")
     assert prompt.returncode == 2 and prompt.stderr.strip() == (
-        "error: params.yaml: generator: Value error, prompt 'a {colour} photo of a {name}': unknown placeholder "
+        "error: params.yaml: generator: prompt 'a {colour} photo of a {name}': unknown placeholder "
         "{colour}; only {name} is filled")

@@ -5,6 +5,9 @@ import pytest
 from models.benchmarks.consistency import consistency_table, consistent, judge
 from models.benchmarks.episodes import Variant, episode_edits, fit_and_score, sample_episodes, variants
 from models.benchmarks.results import mean_ci
+from models.config import GenieConfig
+
+GENIE = GenieConfig(ada_ratios=(0.5, 0.8), img2img_ratios=(0.3,))
 
 POOL = {c: [f"{c}/{i}.png" for i in range(10)] for c in "56789"}
 
@@ -24,7 +27,7 @@ def test_episodes_are_a_pure_function_of_pools_and_seed():
 
 def test_every_method_gets_the_same_budget_per_class():
     [episode] = sample_episodes(POOL, POOL, ways=3, shots=2, queries=1, episodes=1, seed=0)
-    plan = variants(("none", "img2img", "txt2img", "genie", "genie-ada"), (0.5, 0.8), (0.3,))
+    plan = variants(("none", "img2img", "txt2img", "genie", "genie-ada"), GENIE, sweep=True)
     assert [v.label for v in plan] == ["none", "img2img r=0.3", "txt2img", "genie r=0.5", "genie r=0.8", "genie-ada"]
     budgets = {}
     for variant in plan:

@@ -12,6 +12,9 @@ from models.benchmarks.few_shot import (
     with_ada_cost,
 )
 from models.benchmarks.results import Gap, verdict
+from models.config import GenieConfig
+
+GENIE = GenieConfig(ada_ratios=(0.5, 0.8), img2img_ratios=(0.3,))
 
 EPISODE = Episode(1, 0, ("5", "6", "7"), (("s5.png", "5"), ("s6.png", "6"), ("s7.png", "7")), ())
 
@@ -25,7 +28,7 @@ def test_base_and_novel_classes_default_to_halves_and_are_checked():
 
 
 def test_ada_is_planned_as_genie_edits_at_its_ratios():
-    plan = variants(("none", "genie", "genie-ada"), (0.5, 0.8), (0.3,))
+    plan = variants(("none", "genie", "genie-ada"), GENIE, sweep=True)
     edits_of = planned_edits(plan, [EPISODE], (0.5, 0.8), seed=0)
     assert set(edits_of) == {"genie r=0.5", "genie r=0.8"}  # none makes nothing, Ada reuses genie's candidates
     assert all(len(edits) == 3 * 2 for edits in edits_of.values())  # (N-1) * K per class, N = 3
@@ -50,7 +53,7 @@ def test_summary_paired_difference_and_verdict():
 
 
 def test_fast_ada_also_plans_one_probe_per_candidate():
-    plan = variants(("genie-ada", "genie-ada-fast"), (0.5, 0.8), (0.3,))
+    plan = variants(("genie-ada", "genie-ada-fast"), GENIE, sweep=True)
     edits_of = planned_edits(plan, [EPISODE], (0.5, 0.8), seed=0)
     assert set(edits_of) == {"genie r=0.5", "genie r=0.8", "ada-probe r=0.5", "ada-probe r=0.8"}
     probe, genie = edits_of["ada-probe r=0.5"][0], edits_of["genie r=0.5"][0]

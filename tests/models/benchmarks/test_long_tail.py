@@ -25,7 +25,7 @@ def test_each_generator_seed_gets_its_own_long_tailed_project_and_generator():
 def test_every_method_gets_the_selection_budget_per_class():
     settings = Settings(dataset={"path": "data"})
     budget = SELECTION.groupby("target").size().to_dict()
-    for variant in (Variant("genie", 0.8), Variant("txt2img"), Variant("img2img", 0.3), Variant("genie-ada+filter")):
+    for variant in (Variant("genie", 0.8), Variant("txt2img"), Variant("img2img", 0.3), Variant("genie-ada", filter=True)):
         edits = long_tail_edits(settings, variant, SELECTION, MANIFEST)
         assert pd.Series([e.label for e in edits]).value_counts().to_dict() == budget, variant
     img2img = long_tail_edits(settings, Variant("img2img", 0.3), SELECTION, MANIFEST)

@@ -1,0 +1,53 @@
+"""What every `genie` command shares: its options, the one error mapping, settings loading and output."""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from models.config import ConfigError, Settings, load_settings
+
+Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="stop at once if another run holds the dataset's work folder")]
+Set = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-s", metavar="KEY=VALUE", help="override a key of params.yaml, e.g. classifier.epochs=3")]
+
+
+@contextmanager
+def errors():
+    """The one error mapping: a bad configuration exits 2, bad input or a failed step exits 1, each as one line."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    except (ValueError, OSError, RuntimeError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+def settings(params: Path, overrides: list[str] | None) -> Settings:
+    with errors():
+        return load_settings(params, overrides or [])
+
+
+def run_flow(flow, config: Settings, **kwargs):
+    with errors():
+        return flow(config, **kwargs)
+
+
+def show(result) -> None:
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+def show_table(result: dict) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
+        typer.echo(pd.DataFrame(result["table"]).to_string(index=False))
+    typer.echo(f"results: {result['out_dir']} (MLflow run {result['run_id']}); render them with `genie report`")
