@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser run test repro dag clean benchmarks bench-nightly bench-scale
+.PHONY: install browser run test test-fast repro dag clean benchmarks bench-nightly bench-scale
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ run: install
 # Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread).
 test: install browser
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# The inner loop: the unit tests of models/ and tasks/ (no Prefect server, no training beyond a tiny model).
+test-fast: install
+	$(BIN)/pytest -n 2 --dist loadfile tests/models tests/tasks
 
 # The evidence: both benchmarks over three generator seeds, then the report (about 95 min on 2 CPU cores).
 benchmarks: install browser

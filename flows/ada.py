@@ -37,15 +37,15 @@ def genie_benchmark_ada(settings: Settings) -> dict:
         run = settings.model_copy(update={
             "genie": settings.genie.model_copy(update={"ada_mode": mode or "exact"}),
             "generator": settings.generator.model_copy(update={"steps": settings.generator.steps * times})})
-        edits = ada.pair_edits(pairs, method, methods.get(method).default_ratio(settings.genie), seed)
+        edits = ada.held_out_edits(pairs, method, methods.get(method).default_ratio(settings.genie), seed)
         name = label.replace(" ", "-")
         folder = benchmark_dir(settings) / "generated" / name
         made, _ = generate_edits(run, data, split, edits, folder, step_log, f"generate-{name}",
-                                 classifier=classifier if mode else None, shard_size=settings.benchmark.shard_size)
+                                 extractor=classifier if mode else None, shard_size=settings.benchmark.shard_size)
         costs.append(cost_rows(made, {label: edits}))
         if mode:
             rows = rows_of([made[e] for e in edits if e in made])
-            choices += [{"mode": mode if times == 1 else f"{mode} {times}x steps", "source": e.source, "target": e.target,
+            choices += [{"mode": mode if times == 1 else f"{mode} {times}x steps", "source": e.source, "target": e.label,
                          "ratio": rows.at[Path(made[e]).stem, "ratio"]} for e in edits if e in made]
     table = ada.cost_table(pd.concat(costs, ignore_index=True))
     choices = pd.DataFrame(choices)

@@ -8,11 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_benchmark import benchmark
-from flows.cli_options import NoWait, Params, Set, errors, run_flow, settings, show
+from flows.cli_options import QUIET, NoWait, Params, Set, errors, run_flow, settings, show
 from models import methods
-
-QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-         "DVC_NO_ANALYTICS": "1", "PREFECT_RESULTS_LOCAL_STORAGE_PATH": ".genie/prefect-results"}  # offline, quiet
 
 app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image classifiers, as tracked workflows.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -23,7 +20,8 @@ app.add_typer(benchmark, name="benchmark")
 def environment() -> None:
     """Set the quiet defaults (a variable already set wins) before a command imports Prefect, MLflow or DVC."""
     for key, value in QUIET.items():
-        os.environ.setdefault(key, os.path.abspath(value) if key.endswith("_PATH") else value)
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", os.path.abspath(".genie/prefect-results"))
 
 
 @app.command()

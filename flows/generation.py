@@ -10,7 +10,7 @@ from models import methods
 from models.config import Settings
 from models.dataset import read_manifest
 from models.edit_folder import MANIFEST
-from models.editing import pair_edits, select_edits
+from models.editing import edits_from_pairs, select_edits
 from tasks.generator_registry import tag_current_generator
 from tasks.quality import judge_generator
 from tasks.tracking import configure, record_run
@@ -44,16 +44,16 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
         raise ValueError(f"--ratio does not apply to {method} ({'it picks r per image' if kind.ratio == 'chosen' else 'it starts from noise'})")
     ratio = ratio if ratio is not None else kind.default_ratio(settings.genie)
     if pairs:
-        edits = pair_edits(pairs, classes, method, ratio, settings.generator.seed)
+        edits = edits_from_pairs(pairs, classes, method, ratio, settings.generator.seed)
     else:
         edits = select_edits(read_manifest(split["manifest"]), settings.dataset.path, classes, method,
                              per_class, ratio, settings.generator.seed)
     if not edits:
         raise ValueError("empty selection: no (source, target) pairs to generate")
     ensure_generator(settings, data, split, step_log)
-    classifier = train_baseline(settings, data, split, step_log) if kind.needs_extractor else None
+    extractor = train_baseline(settings, data, split, step_log) if kind.needs_extractor else None
     out_dir = Path(out_dir or settings.workdir / "generated") / method
-    _, totals = generate_edits(settings, data, split, edits, out_dir, step_log, classifier=classifier)
+    _, totals = generate_edits(settings, data, split, edits, out_dir, step_log, extractor=extractor)
     get_run_logger().info("%s images in %s (rows: %s, read them with models.edit_folder.edits)", method, out_dir,
                           out_dir / MANIFEST)
     return {"method": method, "out_dir": out_dir.as_posix(), "step_log": step_log, **totals}

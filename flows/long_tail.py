@@ -97,7 +97,7 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
             ada = methods.get(method).needs_extractor
             folder = lt.workdir if ada else settings.workdir
             made, _ = generate_edits(lt, data, lt_split, edits, folder / "generated" / method, log,
-                                     f"generate-{name}", classifier=baseline if ada else None,
+                                     f"generate-{name}", extractor=baseline if ada else None,
                                      shard_size=settings.benchmark.shard_size)
         images = pd.DataFrame(image_rows(made, variant.label, edits), columns=IMAGE_COLUMNS).assign(seed=seed)
         verdicts = judge_images(baseline, images)  # the judge: this seed's classifier on real images only

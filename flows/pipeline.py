@@ -117,9 +117,9 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     # earlier data finds earlier work. A champion from elsewhere is looked at itself.
     same_classes = champion.info["classes"] == split.info["classes"]
     selector = baseline if champion.info["role"] in ("baseline", "finetuned") or not same_classes else champion
-    champion_val = evaluate(settings, selector, split, step_log, "evaluate-selector-val", workdir / "selector" / "val", "val")
-    selection = select(settings, champion_val, split, step_log)
-    log_files(run_id, [selection["selection"], champion_val["soft_confusion"], champion_val["confusion_plot"]],
+    selector_val = evaluate(settings, selector, split, step_log, "evaluate-selector-val", workdir / "selector" / "val", "val")
+    selection = select(settings, selector_val, split, step_log)
+    log_files(run_id, [selection["selection"], selector_val["soft_confusion"], selector_val["confusion_plot"]],
               "selection", metrics={"selection.sources": selection.info["sources"]})
     summary |= {"targets": selection.info["targets"], "sources": selection.info["sources"]}
     if last < STAGES.index("generate"):

@@ -117,7 +117,7 @@ def selection_edits(settings: Settings, selection: Outputs, method: str | None =
 
 
 def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits: list[Edit], out_dir: Path,
-                   step_log: StepLog, prefix: str = "generate", classifier: Outputs | None = None,
+                   step_log: StepLog, prefix: str = "generate", extractor: Outputs | None = None,
                    shard_size: int | None = None) -> tuple[dict[Edit, str], dict]:
     """Edits in shards, each a cached task; on Dask they run in parallel on the workers.
 
@@ -128,7 +128,7 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
     shards = [edits[i : i + size] for i in range(0, len(edits), size)]
     common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"),
                   model_identity=model_identity(settings.generator_model), dataset_md5=data.md5, split=split,
-                  classifier=classifier, out_dir=out_dir, runtime=settings.runtime)
+                  extractor=extractor, out_dir=out_dir, runtime=settings.runtime)
     labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]
     results = run_verified_all(generate_shard, step_log, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")
@@ -150,5 +150,5 @@ def generate_selection(settings: Settings, data: DataVersion, split: Outputs, se
     method = settings.select.method
     made, totals = generate_edits(settings, data, split, selection_edits(settings, selection),
                                   settings.workdir / "generated" / method, step_log,
-                                  classifier=classifier if methods.get(method).needs_extractor else None)
+                                  extractor=classifier if methods.get(method).needs_extractor else None)
     return [(path, edit.label, edit.source_class) for edit, path in made.items()], totals

@@ -28,7 +28,7 @@ LEGACY = "manifest.csv"  # a flat folder's manifest (before key-prefix sub-folde
 COLUMNS = ["key", "file", "source", "source_class", "target", "label", "method", "ratio", "ada_scores",
            "seed", "model", "unet_evals", "seconds", "time"]
 CHUNK = "genie-flow"
-TIMING = ("seconds", "time")  # kept in the manifest only: an image's bytes depend on its edit alone
+TIMING_COLUMNS = ("seconds", "time")  # kept in the manifest only: an image's bytes depend on its edit alone
 DTYPES = {"key": str, "file": str, "source_class": str, "target": str, "label": str}
 SMALL_PART = 4 << 20  # bytes; parts below it are merged once there are COMPACT_AT of them
 COMPACT_AT = 16
@@ -43,7 +43,7 @@ def stage_image(folder: Path, image: Image.Image, row: dict) -> Path:
     """Write the image, with its row inside it, under a hidden name unique to this process (in the folder
     itself, where a later sync finds it should its writer die); `place` renames it into view."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(CHUNK, json.dumps({k: v for k, v in row.items() if k not in TIMING}))
+    info.add_text(CHUNK, json.dumps({k: v for k, v in row.items() if k not in TIMING_COLUMNS}))
     folder.mkdir(parents=True, exist_ok=True)
     partial = partial_path(folder / Path(row["file"]).name)
     image.save(partial, format="PNG", pnginfo=info)

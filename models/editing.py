@@ -24,19 +24,14 @@ from models.methods.genie_ada import MODES as ADA_MODES
 
 @dataclass(frozen=True)
 class Edit:
-    """One image to make: `target` semantics on the source's features (or txt2img of the target)."""
+    """One image to make: its label's semantics on the source's features (or drawn from noise)."""
 
     source: str  # path of the source image
     source_class: str
-    target: str
+    label: str  # what the image shows, so its class: the target prompted (for img2img, the source's own class)
     method: str  # a name in models.methods
     ratio: float | None  # None where the method takes no given r (it picks r*, or draws from noise)
     seed: int
-
-    @property
-    def label(self) -> str:
-        """What the image shows, so its class: the prompted class (for img2img, the source's own)."""
-        return self.target
 
     @classmethod
     def make(cls, source: str, source_class: str, target: str, method: str, ratio: float | None,
@@ -72,7 +67,7 @@ def read_pairs(path: Path) -> list[tuple[str, str]]:
     return [(row["source"], row["target"]) for row in rows]
 
 
-def pair_edits(pairs: list[tuple[str, str]], classes: list[str], method: str, ratio: float | None,
+def edits_from_pairs(pairs: list[tuple[str, str]], classes: list[str], method: str, ratio: float | None,
                seed: int) -> list[Edit]:
     """Explicit (source image, target class) pairs as edits; the source's class is its folder's name."""
     edits = []
@@ -115,8 +110,9 @@ def select_edits(manifest: pd.DataFrame, root: Path, classes: list[str], method:
 
 
 def content_key(edit: Edit, source_digest: str, settings: dict) -> str:
-    """Hash of everything that decides the image: source bytes, target, method, r, model, sampler, seed."""
+    """Hash of everything that decides the image: source bytes, label, method, r, model, sampler, seed."""
     parts = {**asdict(edit), "source": source_digest, **settings}
+    parts["target"] = parts.pop("label")  # the name when the first images were keyed: they stay valid
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -161,8 +157,8 @@ class EditRunner:
                 raise EngineError(str(err)) from None
             if edit.ratio is not None and not 0 < edit.ratio <= 1:
                 raise EngineError(f"noise ratio {edit.ratio} outside (0, 1]")
-            if method.needs_extractor and (self.embed is None or edit.target not in self.target_means):
-                raise EngineError(f"{edit.method} needs a feature extractor and real images of class {edit.target}")
+            if method.needs_extractor and (self.embed is None or edit.label not in self.target_means):
+                raise EngineError(f"{edit.method} needs a feature extractor and real images of class {edit.label}")
         for source in sorted({e.source for e in edits if methods.get(e.method, internal=True).source != "none"}):
             try:
                 with Image.open(source) as image:
@@ -192,7 +188,7 @@ class EditRunner:
                         stats["dropped"] += 1
                         continue
                     rows.append({"key": key, "file": image_file(key), "source": edit.source,
-                                 "source_class": edit.source_class, "target": edit.target, "label": edit.label,
+                                 "source_class": edit.source_class, "target": edit.label, "label": edit.label,
                                  "method": method, "ratio": chosen, "ada_scores": json.dumps(scores),
                                  "seed": edit.seed, "model": self.engine.model, "unet_evals": evals,
                                  "seconds": round(seconds, 5), "time": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -31,7 +31,7 @@ MAX_TOKENS = 32
 SCHEDULE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 SCALING_SAMPLE = 2048  # images whose latents set the VAE's scaling factor
 LATENT_BUDGET = 256 << 20  # bytes of latents kept in memory for the UNet's training; past it, encoded per batch
-TIMING = ("train_seconds",)  # kept out of the model card: the folder's bytes depend on the inputs alone
+CARD_LEAVES_OUT = ("train_seconds",)  # kept out of the model card: the folder's bytes depend on the inputs alone
 
 
 def prompt_words(prompts: list[str]) -> list[str]:
@@ -244,7 +244,7 @@ def save_ldm(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokeni
     (tmp / "README.md").write_text(
         "# genie-flow embedded generator\n\nA small text-conditioned latent diffusion model trained by "
         "genie-flow. Load it with `StableDiffusionPipeline.from_pretrained(<this folder>)`.\n\n```json\n"
-        + json.dumps({k: v for k, v in card.items() if k not in TIMING}, indent=2) + "\n```\n"
+        + json.dumps({k: v for k, v in card.items() if k not in CARD_LEAVES_OUT}, indent=2) + "\n```\n"
     )
     if folder.exists():
         import shutil

@@ -51,14 +51,14 @@ def target_means(embed: Embedder, settings: Settings, split: Outputs) -> dict[st
 _MEANS: dict[tuple, tuple] = {}
 
 
-def ada_features(settings: Settings, split: Outputs, classifier: Outputs):
-    """Ada's feature extractor and class means: the means embedded once for a given classifier, split and code,
+def ada_features(settings: Settings, split: Outputs, extractor: Outputs):
+    """Ada's feature extractor and class means: the means embedded once for a given extractor, split and code,
     then read from a file beside the checkpoint by every other process (each Dask worker); kept in memory."""
-    key = (classifier.digests["checkpoint"], split.digests["manifest"], split.info.get("dataset_md5"),
+    key = (extractor.digests["checkpoint"], split.digests["manifest"], split.info.get("dataset_md5"),
            settings.dataset.path.as_posix(), code_digest(__name__))
     if key not in _MEANS:
-        embed = Embedder(classifier["checkpoint"], device="auto")  # the GPU where there is one
-        saved = Path(classifier["checkpoint"]).parent / f"ada_means-{digest(*key)[:16]}.npz"
+        embed = Embedder(extractor["checkpoint"], device="auto")  # the GPU where there is one
+        saved = Path(extractor["checkpoint"]).parent / f"ada_means-{digest(*key)[:16]}.npz"
         try:
             with np.load(saved, allow_pickle=False) as file:
                 means = dict(zip(file["classes"].tolist(), file["means"]))
@@ -77,16 +77,16 @@ def ada_features(settings: Settings, split: Outputs, classifier: Outputs):
 
 
 def edit_runner(settings: Settings, engine: Engine, out_dir: Path, split: Outputs,
-                classifier: Outputs | None) -> EditRunner:
-    """An EditRunner into out_dir; with a classifier, its features serve GeNIe-Ada."""
-    embed, means = ada_features(settings, split, classifier) if classifier is not None else (None, None)
+                extractor: Outputs | None) -> EditRunner:
+    """An EditRunner into out_dir; with an extractor (a trained classifier), its features serve GeNIe-Ada."""
+    embed, means = ada_features(settings, split, extractor) if extractor is not None else (None, None)
     return EditRunner(engine, out_dir, settings.prompt, settings.generator.batch_size, settings.genie.ada_ratios,
                       embed, means, settings.genie.ada_mode, settings.genie.ada_probe_steps)
 
 
 @cached_task(name="generate-shard")
 def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, dataset_md5: str, split: Outputs,
-                   classifier: Outputs | None, out_dir: Path, runtime: RuntimeConfig | None = None) -> Outputs:
+                   extractor: Outputs | None, out_dir: Path, runtime: RuntimeConfig | None = None) -> Outputs:
     """One shard of a selection: the unit a task runner (threads, Dask workers) schedules.
 
     Keyed by its edits, the generator's weights digest and the dataset digest; within a
@@ -98,7 +98,7 @@ def generate_shard(settings: Settings, edits: list[Edit], model_identity: str, d
     g = settings.generator
     engine = _shared_engine(settings.generator_model, g.device, g.dtype, g.steps, g.guidance, g.allow_pickle,
                             g.compile, model_identity)
-    runner = edit_runner(settings, engine, out_dir, split, classifier)
+    runner = edit_runner(settings, engine, out_dir, split, extractor)
     stats = runner.run(edits, progress=False)
     keys = [key if runner.made(key) else None for key in map(runner.key, edits)]
     made = {key: e for key, e in zip(keys, edits) if key}

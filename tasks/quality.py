@@ -38,7 +38,7 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
                          settings.generator.seed)
     samples.run(edits, progress=False)
     labels, kept = judged(samples, edits)
-    metrics["txt2img.label_accuracy"] = float((labels == [e.target for e in kept]).mean())
+    metrics["txt2img.label_accuracy"] = float((labels == [e.label for e in kept]).mean())
 
     rng = np.random.default_rng(settings.generator.seed)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
@@ -52,7 +52,7 @@ def judge_generator(settings: Settings, split: Outputs, classifier: Outputs, out
         edits = [Edit.make(s, sc, t, "genie", r, settings.generator.seed) for s, sc, t in chosen]
         edits_runner.run(edits, progress=False)
         labels, kept = judged(edits_runner, edits)
-        metrics[f"genie.target_share.r{r}"] = float((labels == [e.target for e in kept]).mean())
+        metrics[f"genie.target_share.r{r}"] = float((labels == [e.label for e in kept]).mean())
         metrics[f"genie.source_share.r{r}"] = float((labels == [e.source_class for e in kept]).mean())
     get_run_logger().info("generator quality: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     return metrics

@@ -1,4 +1,5 @@
 """Offline, isolated test environment: temporary Prefect home, telemetry off, one migrated MLflow DB."""
+import atexit
 import os
 import shutil
 import tempfile
@@ -7,19 +8,18 @@ from pathlib import Path
 _HOME = Path(tempfile.mkdtemp(prefix="genie-tests-"))
 if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one torch thread each, children included
     os.environ["OMP_NUM_THREADS"] = "1"
+from flows.cli_options import QUIET  # noqa: E402  (it imports neither Prefect nor MLflow)
+
 os.environ.update(
-    {
+    QUIET | {
         "PREFECT_HOME": str(_HOME / "prefect"),
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_HOME / "prefect" / "storage"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "DVC_NO_ANALYTICS": "1",
         "HF_HUB_OFFLINE": "1",
         "TQDM_DISABLE": "1",
     }
 )
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)  # this process's Prefect home and results
 
 import pytest  # noqa: E402
 

@@ -29,7 +29,7 @@ def held_out_pairs(manifest: pd.DataFrame, root: Path, classes: list[str], count
     return pairs
 
 
-def pair_edits(pairs: list[tuple[str, str, str]], method: str, ratio: float | None, seed: int) -> list[Edit]:
+def held_out_edits(pairs: list[tuple[str, str, str]], method: str, ratio: float | None, seed: int) -> list[Edit]:
     return [Edit.make(source, source_class, target, method, ratio, seed) for source, source_class, target in pairs]
 
 

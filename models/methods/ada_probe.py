@@ -14,6 +14,6 @@ class AdaProbe(Method):
         return {"probe_steps": runner.probe_steps}
 
     def make(self, runner, edits, ratio) -> list[Made]:
-        result = runner.engine.probe(runner.sources(edits), [runner.prompt(e.target) for e in edits], [ratio],
+        result = runner.engine.probe(runner.sources(edits), [runner.prompt(e.label) for e in edits], [ratio],
                                      [e.seed for e in edits], runner.probe_steps)
         return [(image, ratio, [], result.unet_evals // len(edits)) for image in result.images]

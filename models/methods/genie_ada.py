@@ -40,7 +40,7 @@ class GenieAda(Method):
     def make(self, runner, edits, ratio) -> list[Made]:
         engine, ratios, n = runner.engine, runner.ada_ratios, len(edits)
         sources, seeds = runner.sources(edits), [e.seed for e in edits]
-        prompts = [runner.prompt(e.target) for e in edits]
+        prompts = [runner.prompt(e.label) for e in edits]
         if runner.ada_mode == "exact":
             results = [engine.edit(sources, prompts, r, seeds) for r in ratios]
             looks = [[result.images[j] for result in results] for j in range(n)]
@@ -58,7 +58,7 @@ class GenieAda(Method):
                 chosen.append((None, None, []))
                 continue
             z = z_of[j]
-            r, index, scores = choose_ratio(z[0], z[1:], runner.target_means[edit.target], ratios)
+            r, index, scores = choose_ratio(z[0], z[1:], runner.target_means[edit.label], ratios)
             chosen.append((looks[j][index] if runner.ada_mode == "exact" else None, r,
                            [round(float(s), 5) for s in scores]))
         if runner.ada_mode == "fast":  # the chosen edits, grouped by r* so that each group shares its UNet calls

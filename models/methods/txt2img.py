@@ -12,5 +12,5 @@ class Txt2Img(Method):
     ratio = "none"
 
     def make(self, runner, edits, ratio) -> list[Made]:
-        result = runner.engine.sample([runner.prompt(e.target) for e in edits], [e.seed for e in edits])
+        result = runner.engine.sample([runner.prompt(e.label) for e in edits], [e.seed for e in edits])
         return [(image, 1.0, [], result.unet_evals // len(edits)) for image in result.images]

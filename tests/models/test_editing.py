@@ -5,7 +5,7 @@ from PIL import Image
 
 from models.architectures import sd15_pipeline
 from models.classifier import Embedder, build_model, save_checkpoint
-from models.editing import Edit, EditRunner, content_key, edit_seed, pair_edits, read_pairs
+from models.editing import Edit, EditRunner, content_key, edit_seed, edits_from_pairs, read_pairs
 from models.engine import Engine, EngineError
 from tests.models.tiny_ldm import NAMES, WORDS
 
@@ -38,7 +38,7 @@ def test_runner_writes_keyed_files_and_never_repeats(embedded, tmp_path):
     rebuilt = make.manifest().set_index("key").loc[manifest["key"][0]]
     assert (rebuilt["target"], rebuilt["method"], rebuilt["ratio"]) == ("2", "genie", 0.8)
     # another ratio is another key
-    other = [Edit(e.source, e.source_class, e.target, e.method, 0.5, e.seed) for e in edits[:1]]
+    other = [Edit(e.source, e.source_class, e.label, e.method, 0.5, e.seed) for e in edits[:1]]
     assert make.run(other, progress=False)["generated"] == 1
 
 
@@ -134,12 +134,12 @@ def test_pairs_are_read_and_checked(tmp_path):
     Image.new("RGB", (8, 8)).save(source)
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(f"source,target\n{source},5\n")
-    [edit] = pair_edits(read_pairs(pairs), ["3", "5"], "genie", 0.8, 0)
-    assert (edit.source_class, edit.target) == ("3", "5")
+    [edit] = edits_from_pairs(read_pairs(pairs), ["3", "5"], "genie", 0.8, 0)
+    assert (edit.source_class, edit.label) == ("3", "5")
     with pytest.raises(ValueError, match="unknown class '7'"):
-        pair_edits([(str(source), "7")], ["3", "5"], "genie", 0.8, 0)
+        edits_from_pairs([(str(source), "7")], ["3", "5"], "genie", 0.8, 0)
     with pytest.raises(ValueError, match="missing.png not found"):
-        pair_edits([(str(tmp_path / "missing.png"), "5")], ["3", "5"], "genie", 0.8, 0)
+        edits_from_pairs([(str(tmp_path / "missing.png"), "5")], ["3", "5"], "genie", 0.8, 0)
     pairs.write_text("src,tgt\na,b\n")
     with pytest.raises(ValueError, match="needs a header with columns source,target"):
         read_pairs(pairs)

@@ -35,7 +35,7 @@ def test_sources_alternate_between_confused_classes_within_the_budget():
 def test_selection_edits_carry_method_ratio_and_a_seed_per_pair():
     picked = select_sources(CONFUSION, MANIFEST, "data", ["a"], k=1, per_target=2, seed=0)
     edits = edits_from_selection(picked, "genie", 0.6, seed=0)
-    assert [(e.source_class, e.target, e.method, e.ratio) for e in edits] == [("b", "a", "genie", 0.6)] * 2
+    assert [(e.source_class, e.label, e.method, e.ratio) for e in edits] == [("b", "a", "genie", 0.6)] * 2
     assert len({e.seed for e in edits}) == 2
     ada = edits_from_selection(picked, "genie-ada", 0.6, seed=0)
     assert {e.ratio for e in ada} == {None}  # Ada picks r per image

@@ -36,9 +36,9 @@ def test_every_method_gets_the_same_budget_per_class():
         assert len(set(edits)) == len(edits)  # distinct images, not copies
         for edit in edits:
             if variant.method == "genie":
-                assert edit.source_class != edit.target and edit.ratio == variant.ratio
+                assert edit.source_class != edit.label and edit.ratio == variant.ratio
             if variant.method == "img2img":
-                assert edit.source_class == edit.target == edit.source.split("/")[0]
+                assert edit.source_class == edit.label == edit.source.split("/")[0]
     assert budgets == {"none": 0, "img2img r=0.3": 12, "txt2img": 12, "genie r=0.5": 12, "genie r=0.8": 12,
                        "genie-ada": 0}  # (N-1) * K per class; Ada reuses genie's candidates
     # Ada's candidates are genie's edits: the same pair has the same seed at every r

@@ -57,7 +57,7 @@ def test_fast_ada_also_plans_one_probe_per_candidate():
     edits_of = planned_edits(plan, [EPISODE], (0.5, 0.8), seed=0)
     assert set(edits_of) == {"genie r=0.5", "genie r=0.8", "ada-probe r=0.5", "ada-probe r=0.8"}
     probe, genie = edits_of["ada-probe r=0.5"][0], edits_of["genie r=0.5"][0]
-    assert (probe.source, probe.target, probe.seed) == (genie.source, genie.target, genie.seed)  # the same noise
+    assert (probe.source, probe.label, probe.seed) == (genie.source, genie.label, genie.seed)  # the same noise
 
 
 def test_ada_costs_its_candidates_or_its_probes_plus_r_star():
