@@ -15,14 +15,18 @@ from models.benchmarks.results import benchmark_dir, cost_rows, load, protocol, 
 from models.config import Settings
 from models.dataset import read_manifest
 from models.edit_folder import rows_of
+from tasks.benchmark import judge_images
+from tasks.caching import run_verified
 from tasks.tracking import configure, git_commit, record_run
+from tasks.train import train_classifier
 
 
 @flow(name="genie-benchmark-ada")
 @one_writer
 def genie_benchmark_ada(settings: Settings) -> dict:
     """The same held-out (source, target) pairs through GeNIe, exact Ada and fast Ada, each kept image's cost,
-    and how often fast picks exact's r*; the few-shot benchmark's paired accuracy when it has run."""
+    how often fast picks exact's r*, and each mode against fixed r on the trade-off between keeping the source and
+    showing the target; the few-shot benchmark's paired accuracy when it has run."""
     started = time.monotonic()
     configure()
     cfg, seed = settings.benchmark.ada, settings.generator.seed
@@ -49,6 +53,18 @@ def genie_benchmark_ada(settings: Settings) -> dict:
                          "ratio": rows.at[Path(made[e]).stem, "ratio"]} for e in edits if e in made]
     table = ada.cost_table(pd.concat(costs, ignore_index=True))
     choices = pd.DataFrame(choices)
+    # the trade-off: GeNIe at every candidate r of the same pairs, judged by a classifier of real images that is not
+    # Ada's extractor (another seed), and each image's distance to its source
+    sweep = [e for r in settings.genie.ada_ratios for e in ada.held_out_edits(pairs, "genie", r, seed)]
+    made, _ = generate_edits(settings, data, split, sweep, benchmark_dir(settings) / "generated" / "genie", step_log,
+                             "generate-sweep", shard_size=settings.benchmark.shard_size)
+    judge = run_verified(train_classifier, step_log, "train-judge", dataset_root=settings.dataset.path,
+                         cfg=settings.classifier.model_copy(update={"seed": settings.classifier.seed + 1}),
+                         dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
+                         runtime=settings.runtime, view=benchmark_dir(settings) / "ada" / "judge")
+    candidates = judge_images(judge, ada.candidate_rows(sweep, made))
+    trade_off = ada.trade_off(candidates.assign(target_judged=candidates["outcome"] == "as label"), choices)
+    mode, why = ada.default_mode(trade_off, table)
     agreement = ada.ada_agreement(choices, keys=("source", "target"))
     self_agreement = ada.ada_agreement(choices, keys=("source", "target"), other="exact 2x steps")
     few = ada.few_shot_rows(load(benchmark_dir(settings) / "few-shot"))
@@ -56,18 +72,21 @@ def genie_benchmark_ada(settings: Settings) -> dict:
     facts = protocol(settings, started, git_commit(), benchmark="ada", pairs=len(pairs), pair_seed=cfg.seed,
                      batch_size=settings.generator.batch_size, step_log=step_log,
                      agreement=ada.summary(agreement), exact_2x_steps_agreement=ada.summary(self_agreement),
-                     probe_steps=settings.genie.ada_probe_steps)
-    tables = {"table": table, "choices": choices, "few_shot": few}
+                     probe_steps=settings.genie.ada_probe_steps, judge_val_accuracy=judge.info["best_val_accuracy"],
+                     default_mode={"mode": mode, "why": why})
+    tables = {"table": table, "choices": choices, "few_shot": few, "trade_off": trade_off, "candidates": candidates}
     if agreement:
         tables["crosstab"] = agreement["crosstab"]
     files = write_results(out, tables, facts)
     metrics = {f"ada.{k}": v for k, v in facts["agreement"].items()}
     metrics |= {f"ada.exact_2x_steps.{k}": v for k, v in facts["exact_2x_steps_agreement"].items()}
     metrics |= {f"ada.evals_vs_genie.{row.variant.replace(' ', '_')}": row.evals_vs_genie for row in table.itertuples()}
+    metrics |= {f"ada.lift.{row.variant.replace(' ', '_')}": row.lift for row in trade_off.dropna(subset="lift").itertuples()}
     run_id = record_run(settings, data, "benchmark-ada", params={"ada.pairs": len(pairs), "ada.seed": cfg.seed},
                         metrics=metrics, artifacts=files, tags={"benchmark": "ada"})
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("ada benchmark in %.0f s -> %s", time.monotonic() - started, out)
     return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records"),
             "agreement": facts["agreement"], "exact_2x_steps_agreement": facts["exact_2x_steps_agreement"],
-            "few_shot": few.to_dict("records")}
+            "few_shot": few.to_dict("records"), "trade_off": trade_off.to_dict("records"),
+            "default_mode": facts["default_mode"]}

@@ -41,12 +41,23 @@ def benchmark_long_tail(params: Params = Path("params.yaml"), set_: Set = None) 
 def benchmark_ada(params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """GeNIe-Ada fast against exact on benchmark.ada.pairs held-out (test) sources: how often fast picks exact's
     r* (exactly, within 0.1), beside exact at twice the sampler steps (how much exact's own choice moves), and UNet
-    evaluations and seconds per kept image for each and GeNIe; with the few-shot benchmark's paired accuracy of
-    fast and exact when it has run. Writes artifacts/<dataset>/benchmark/ada/."""
+    evaluations and seconds per kept image for each and GeNIe; each mode's trade-off against GeNIe at every fixed
+    candidate r (share judged the target, distance to the source, paired intervals) and the default it supports;
+    with the few-shot benchmark's paired accuracy of fast and exact when it has run. Writes
+    artifacts/<dataset>/benchmark/ada/."""
     from flows.ada import genie_benchmark_ada
 
     result = run_flow(genie_benchmark_ada, settings(params, set_))
     show_table(result)
+    typer.echo("trade-off: share judged the target by a real-data classifier (not Ada's extractor) and distance to the "
+               "source (RMS, 0..1); lift: points above the fixed-r curve at the same distance, 95% paired interval")
+    for row in result["trade_off"]:
+        shown = f"{row['variant']:18} " + (f"judged target {row['judged_target']:6.1%}  distance {row['distance']:.3f}"
+                                            if row.get("judged_target") == row.get("judged_target") else " " * 45)
+        if row.get("lift") == row.get("lift"):  # not NaN
+            shown += f"  lift {row['lift'] * 100:+5.1f} ({row['lift_low'] * 100:+.1f}..{row['lift_high'] * 100:+.1f})"
+        typer.echo(shown.rstrip())
+    typer.echo(f"default supported: {result['default_mode']['mode']} ({result['default_mode']['why']})")
     for name, agree in (("fast", result["agreement"]), ("exact at 2x steps", result["exact_2x_steps_agreement"])):
         if agree:
             typer.echo(f"{name} picks exact's r* for {agree['same']:.1%} of {agree['pairs']} held-out pairs, "

@@ -255,7 +255,7 @@ class LongTailBenchmarkConfig(Strict):
 class AdaBenchmarkConfig(Strict):
     """GeNIe-Ada fast against exact on held-out (test-split) sources, each with a seeded target."""
 
-    pairs: int = Field(240, ge=1, description="held-out (source, target) pairs, at most one per test image")
+    pairs: int = Field(500, ge=1, description="held-out (source, target) pairs, at most one per test image")
     seed: int = 0
 
 

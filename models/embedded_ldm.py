@@ -136,10 +136,11 @@ def image_batch(paths: list[Path], size: int | None = None) -> torch.Tensor:
                                          / 127.5 - 1).permute(2, 0, 1) for image in images])
 
 
-def latent_scaling(vae: AutoencoderKL, paths: list[Path], image_size: int, seed: int) -> float:
-    """1 / std of the latents of a seeded sample of at most SCALING_SAMPLE images, encoded a chunk at a time
-    and summed as they come: bounded time and memory at any dataset size."""
-    sample = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:SCALING_SAMPLE].sort().values
+def latent_scaling(vae: AutoencoderKL, paths: list[Path], image_size: int, seed: int, most: int | None = None) -> float:
+    """1 / std of the latents of a seeded sample of at most `most` (default SCALING_SAMPLE) images, encoded a chunk
+    at a time and summed as they come: bounded time and memory at any dataset size."""
+    most = most or SCALING_SAMPLE
+    sample = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:most].sort().values
     return scale_of(_chunks(vae, [paths[i] for i in sample.tolist()], image_size))
 
 
@@ -183,14 +184,16 @@ def train_ldm(
         bar.set_postfix(mse=f"{F.mse_loss(recon, batch).item():.4f}")
     vae_mse = F.mse_loss(recon, batch).item()
     vae.eval().requires_grad_(False)
-    # kept only when the steps would encode more images than there are (a short budget encodes per batch)
-    keep = recipe.unet_steps * min(recipe.batch_size, len(paths)) >= len(paths) and fits(len(paths), side)
-    if keep and len(paths) <= SCALING_SAMPLE:  # the scaling sample is every image, in order: encoded once for both
+    # kept only when the steps draw more images than there are (a short budget encodes per batch); the scaling
+    # sample needs no more images than the steps draw, nor more than SCALING_SAMPLE
+    draws = recipe.unet_steps * min(recipe.batch_size, len(paths))
+    keep, most = draws >= len(paths) and fits(len(paths), side), min(SCALING_SAMPLE, max(256, draws))
+    if keep and len(paths) <= most:  # the scaling sample is every image, in order: encoded once for both
         raw = list(_chunks(vae, paths, side))
         scaling = scale_of(raw)
         latents = torch.cat(raw) * scaling
     else:
-        scaling = latent_scaling(vae, paths, image_size, recipe.seed)
+        scaling = latent_scaling(vae, paths, image_size, recipe.seed, most)
         latents = kept_latents(vae, paths, side, scaling) if keep else None
     vae.register_to_config(scaling_factor=scaling)
 

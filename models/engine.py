@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
-from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
 from models.digests import model_identity
+
+if TYPE_CHECKING:  # diffusers is imported where a pipeline is built: seconds that a process without one never pays
+    from diffusers import StableDiffusionImg2ImgPipeline
 
 
 class EngineError(ValueError):
@@ -35,6 +37,8 @@ def load_img2img(model: str, device: torch.device, dtype: torch.dtype,
                  allow_pickle: bool = False) -> StableDiffusionImg2ImgPipeline:
     """Weights only from safetensors unless `allow_pickle`: a .bin checkpoint is a pickle, and loading one
     runs whatever code it holds."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
     folder = Path(model).expanduser()
     if folder.exists():
         if not (folder / "model_index.json").is_file():
@@ -63,6 +67,8 @@ class Result:
 def speed_up(unet: torch.nn.Module, device: torch.device, compile: bool) -> torch.nn.Module:
     """PyTorch's fused scaled-dot-product attention everywhere; on CUDA channels_last memory (faster
     convolutions in fp16); with `compile`, torch.compile (a one-off compile, then faster steps)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
     unet.set_attn_processor(AttnProcessor2_0())
     if device.type == "cuda":
         unet.to(memory_format=torch.channels_last)
@@ -74,6 +80,8 @@ class Engine:
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", steps: int = 25, guidance: float = 7.5,
                  allow_pickle: bool = False, compile: bool = False):
+        from diffusers import StableDiffusionPipeline
+
         self.device, self.dtype = pick_device(device, dtype)
         self.img2img = load_img2img(model, self.device, self.dtype, allow_pickle)
         self.img2img.unet = speed_up(self.img2img.unet, self.device, compile)

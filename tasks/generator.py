@@ -7,7 +7,6 @@ from prefect import get_run_logger
 
 from models.config import RuntimeConfig, Settings
 from models.dataset import generator_splits, read_manifest, subset
-from models.embedded_ldm import prompt_words, save_ldm, train_ldm, write_tokenizer
 from tasks.caching import Outputs, cached_task
 
 
@@ -16,6 +15,8 @@ def train_generator_model(settings: Settings, dataset_md5: str, split: Outputs, 
                           runtime: RuntimeConfig | None = None) -> Outputs:
     """Train the embedded text-to-image model on the real train split (with a long tail, by default also on
     the train images it left out); save a pipeline folder."""
+    from models.embedded_ldm import prompt_words, save_ldm, train_ldm, write_tokenizer  # diffusers: only here
+
     classes = split.info["classes"]
     paths, labels = subset(read_manifest(split["manifest"]), settings.dataset.path,
                            generator_splits(settings.dataset), classes)

@@ -1,13 +1,15 @@
-"""GeNIe-Ada, fast against exact: held-out pairs, how often the two pick the same r*, and what a kept
-image costs each way (and GeNIe, the yardstick)."""
+"""GeNIe-Ada, fast against exact: held-out pairs, how often the two pick the same r*, what a kept image costs
+each way (and GeNIe, the yardstick), and where each mode sits against fixed r on Ada's trade-off."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from models.benchmarks.few_shot import paired
-from models.dataset import seeded_rank
+from models.dataset import load_rgb, seeded_rank
 from models.editing import Edit, edit_seed
 
 # (row label, method, Ada mode, sampler steps x) of the cost table, GeNIe first: the others are measured against
@@ -18,15 +20,21 @@ METHODS = (("genie", "genie", None, 1), ("genie-ada exact", "genie-ada", "exact"
 
 def held_out_pairs(manifest: pd.DataFrame, root: Path, classes: list[str], count: int, seed: int
                    ) -> list[tuple[str, str, str]]:
-    """(source image, source class, target) for `count` test images, which neither the generator nor
-    Ada's extractor trained on; each gets a seeded target among the other classes."""
+    """(source image, source class, target) for `count` pairs of test images, which neither the generator nor
+    Ada's extractor trained on: each test image with a seeded target among the other classes, then (past one pair
+    per image) each with a second target, and so on."""
     test = manifest[manifest["split"] == "test"]
-    rows = sorted(test.itertuples(index=False), key=lambda row: seeded_rank(f"ada:{seed}", row.path))[:count]
-    pairs = []
+    rows = sorted(test.itertuples(index=False), key=lambda row: seeded_rank(f"ada:{seed}", row.path))
+    targets = []
     for row in rows:
         others = [c for c in classes if c != row.label]
-        pairs.append((str(Path(root) / row.path), row.label, others[edit_seed(seed, row.path, "ada") % len(others)]))
-    return pairs
+        first = others[edit_seed(seed, row.path, "ada") % len(others)]
+        rest = sorted((c for c in others if c != first), key=lambda c: seeded_rank(f"ada:{seed}:{row.path}", c))
+        targets.append([first, *rest])
+    rounds = max((len(t) for t in targets), default=0)
+    pairs = [(str(Path(root) / row.path), row.label, t[j]) for j in range(rounds) for row, t in zip(rows, targets)
+             if j < len(t)]
+    return pairs[:count]
 
 
 def held_out_edits(pairs: list[tuple[str, str, str]], method: str, ratio: float | None, seed: int) -> list[Edit]:
@@ -80,3 +88,82 @@ def few_shot_rows(few: dict | None) -> pd.DataFrame:
                      "paired_ci95": diff.within, "across_ci95": diff.across, "seeds": diff.seeds,
                      "episodes": int(exact["episodes"])})
     return pd.DataFrame(rows)
+
+
+def distance(source: str, image: str) -> float:
+    """Root-mean-square pixel difference in [0, 1] between an edit and its source (resized to the edit's size
+    as the engine resizes it): how much of the source an edit keeps, lower is more."""
+    edit = np.asarray(load_rgb(image), dtype=np.float64) / 255
+    size = edit.shape[1], edit.shape[0]
+    original = np.asarray(load_rgb(source).resize(size, Image.Resampling.BICUBIC), dtype=np.float64) / 255
+    return float(np.sqrt(((edit - original) ** 2).mean()))
+
+
+def candidate_rows(edits: list[Edit], made: dict[Edit, str]) -> pd.DataFrame:
+    """GeNIe at every Ada candidate r of each held-out pair: its image, label and distance to the source."""
+    return pd.DataFrame([{"source": e.source, "source_class": e.source_class, "label": e.label, "ratio": e.ratio,
+                          "image": made[e], "distance": distance(e.source, made[e])} for e in edits if e in made])
+
+
+def trade_off(candidates: pd.DataFrame, choices: pd.DataFrame, modes: tuple[str, ...] = ("exact", "fast"),
+              resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """What Ada is for: the hardest negative that still shows the target. Fixed r at each candidate gives a curve
+    of (distance to the source, share judged the target); each mode's pick of r* per pair gives a point, and its
+    lift is its share minus the curve's at its own distance (linear between the fixed-r points). `candidates`:
+    source, label, ratio, distance, target_judged per (pair, r); `choices`: source, target, mode, ratio. Every
+    figure is over the pairs that have all candidates and a pick of every mode, with 95% intervals from a paired
+    bootstrap over pairs (the same resample for the curve and every mode), and each mode's lift minus exact's."""
+    judged = candidates.pivot_table(index=["source", "label"], columns="ratio", values="target_judged", aggfunc="first")
+    far = candidates.pivot_table(index=["source", "label"], columns="ratio", values="distance", aggfunc="first")
+    picks = choices.pivot_table(index=["source", "target"], columns="mode", values="ratio", aggfunc="first")
+    picks = picks.rename_axis(index=["source", "label"])[[m for m in modes if m in picks.columns]]
+    both = judged.dropna().index.intersection(picks.dropna().index)
+    ratios = list(judged.columns)
+    hit, dist = judged.loc[both].to_numpy(float), far.loc[both].to_numpy(float)
+    index = {m: np.searchsorted(ratios, picks.loc[both, m].to_numpy()) for m in picks.columns}
+    rows_of_pairs = np.arange(len(both))
+
+    def figures(weights: np.ndarray) -> dict:
+        share, mean = weights @ hit / weights.sum(), weights @ dist / weights.sum()
+        order = np.argsort(mean)
+        out = {"curve": (share, mean)}
+        for mode, k in index.items():
+            s, d = weights @ hit[rows_of_pairs, k] / weights.sum(), weights @ dist[rows_of_pairs, k] / weights.sum()
+            out[mode] = (s, d, s - np.interp(d, mean[order], share[order]))
+        return out
+
+    point = figures(np.ones(len(both)))
+    rng = np.random.default_rng(seed)
+    draws = [figures(rng.multinomial(len(both), np.full(len(both), 1 / len(both))).astype(float))
+             for _ in range(resamples)] if len(both) else []
+
+    def interval(values: list[float]) -> tuple[float, float]:
+        return tuple(np.percentile(values, [2.5, 97.5])) if values else (np.nan, np.nan)
+
+    rows = [{"variant": f"genie r={r}", "pairs": len(both), "judged_target": point["curve"][0][i],
+             "distance": point["curve"][1][i]} for i, r in enumerate(ratios)]
+    for mode in index:
+        low, high = interval([d[mode][2] for d in draws])
+        rows.append({"variant": f"genie-ada {mode}", "pairs": len(both), "judged_target": point[mode][0],
+                     "distance": point[mode][1], "lift": point[mode][2], "lift_low": low, "lift_high": high})
+        if mode != "exact" and "exact" in index:
+            low, high = interval([d[mode][2] - d["exact"][2] for d in draws])
+            rows.append({"variant": f"{mode} - exact", "pairs": len(both), "lift": point[mode][2] - point["exact"][2],
+                         "lift_low": low, "lift_high": high})
+    return pd.DataFrame(rows)
+
+
+def default_mode(trade_off: pd.DataFrame, cost: pd.DataFrame) -> tuple[str, str]:
+    """The Ada mode the trade-off supports as the default, and why: fast when it sits on exact's trade-off (its lift
+    minus exact's has a paired interval reaching 0 or above) at <= 2x GeNIe's UNet evaluations; else exact."""
+    rows, evals = trade_off.set_index("variant"), cost.set_index("variant")["evals_vs_genie"]
+    if "fast - exact" not in rows.index or pd.isna(rows.at["fast - exact", "lift_high"]):
+        return "exact", "no paired figures for fast and exact"
+    gap, fast_evals = rows.loc["fast - exact"], evals.get("genie-ada fast", np.nan)
+    said = (f"fast - exact lift {gap['lift'] * 100:+.1f} points (95% {gap['lift_low'] * 100:+.1f}.."
+            f"{gap['lift_high'] * 100:+.1f}, paired over {int(gap['pairs'])} pairs) at {fast_evals:.2f}x GeNIe's UNet "
+            f"evaluations (exact {evals.get('genie-ada exact', np.nan):.2f}x)")
+    if gap["lift_high"] >= 0 and fast_evals <= 2:
+        return "fast", f"fast sits on exact's trade-off: {said}"
+    return "exact", f"fast falls short of exact's trade-off: {said}" if gap["lift_high"] < 0 else \
+        f"fast costs more than 2x GeNIe: {said}"

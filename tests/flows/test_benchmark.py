@@ -78,6 +78,10 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     fast = picks.loc[picks["mode"] == "fast", "ratio"]  # 5 probes of 2 guided steps, then r* only (4 sampler steps)
     assert costs.loc["genie-ada fast", "unet_evals_per_image"] == 5 * 2 * 2 + (2 * (4 * fast).astype(int)).mean()
     assert costs.loc["genie-ada exact", "unet_evals_per_image"] == 2 * (2 + 2 + 2 + 3 + 3)
+    trade = pd.read_csv(out / "trade_off.csv").set_index("variant")  # fixed r at every candidate, then each mode
+    assert list(trade.index) == [f"genie r={r}" for r in (0.5, 0.6, 0.7, 0.8, 0.9)] + [
+        "genie-ada exact", "genie-ada fast", "fast - exact"] and set(trade["pairs"]) == {6}
+    assert trade["distance"].dropna().between(0, 1).all() and "default supported: " in ada.output
     assert len(pd.read_csv(out / "few_shot.csv")) == 2  # 1 and 2 shots, from the few-shot episodes
 
     long = invoke("benchmark", "long-tail")

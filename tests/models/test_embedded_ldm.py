@@ -85,7 +85,7 @@ def test_latents_past_the_budget_are_encoded_per_batch(digits, tmp_path, monkeyp
 
 def test_a_short_budget_encodes_only_the_batches_it_draws(digits, tmp_path, monkeypatch):
     """Keeping every latent pays only when the steps draw more images than there are; with every image in the
-    scaling sample they are encoded once for both."""
+    scaling sample they are encoded once for both; the scaling sample is no larger than the steps' draws (>= 256)."""
     from models import embedded_ldm
     from models.config import EmbeddedLdmConfig
     from tests.models.tiny_ldm import PROMPTS
@@ -101,3 +101,8 @@ def test_a_short_budget_encodes_only_the_batches_it_draws(digits, tmp_path, monk
         embedded_ldm.train_ldm(paths, labels, PROMPTS, tokenizer, EmbeddedLdmConfig(vae_steps=1, unet_steps=steps,
                                                                                       batch_size=8), False)
         assert encoded == expected
+    many = sorted(digits.rglob("*.png"))[:300]  # 1 step of 8 draws from 300: the scaling sample is 256, not all 300
+    encoded.clear()
+    embedded_ldm.train_ldm(many, [int(p.parent.name) % 3 for p in many], PROMPTS, tokenizer,
+                           EmbeddedLdmConfig(vae_steps=1, unet_steps=1, batch_size=8), False)
+    assert encoded == [256, 8]

@@ -17,7 +17,29 @@ def test_pairs_come_from_the_test_split_with_another_class_as_target():
     test = {f"data/{p}" for p in manifest.loc[manifest["split"] == "test", "path"]}
     assert all(source in test and source_class != target for source, source_class, target in pairs)
     assert held_out_pairs(manifest, Path("data"), list("012"), 5, seed=0) == pairs
-    assert len(held_out_pairs(manifest, Path("data"), list("012"), 99, seed=0)) == 6  # one per test image
+    more = held_out_pairs(manifest, Path("data"), list("012"), 99, seed=0)  # then a second target per test image
+    assert len(more) == 12 and more[:5] == pairs and len(set(more)) == 12
+    assert all(source in test and source_class != target for source, source_class, target in more)
+
+
+def test_a_mode_above_the_fixed_r_curve_has_a_positive_lift():
+    """Fixed r: (distance, share judged the target) = (0.2, 0), (0.4, 0.5), (0.6, 1). Exact stops at 0.7 where the
+    target already shows (half the pairs), fast always goes to 0.9: exact keeps more of the source for the same
+    share, 25 points above the curve at its distance; fast sits on it."""
+    from models.benchmarks.ada import trade_off
+
+    pairs = [(f"s{i}", "1") for i in range(40)]
+    shows = {0.5: lambda i: False, 0.7: lambda i: i % 2 == 0, 0.9: lambda i: True}
+    candidates = pd.DataFrame([{"source": s, "label": t, "ratio": r, "distance": d, "target_judged": shows[r](i)}
+                               for i, (s, t) in enumerate(pairs) for r, d in ((0.5, 0.2), (0.7, 0.4), (0.9, 0.6))])
+    choices = pd.DataFrame([{"source": s, "target": t, "mode": m, "ratio": r} for i, (s, t) in enumerate(pairs)
+                            for m, r in (("exact", 0.7 if i % 2 == 0 else 0.9), ("fast", 0.9))])
+    table = trade_off(candidates, choices, resamples=200).set_index("variant")
+    assert tuple(table.loc["genie r=0.7", ["judged_target", "distance"]]) == pytest.approx((0.5, 0.4))
+    exact, fast, gap = table.loc["genie-ada exact"], table.loc["genie-ada fast"], table.loc["fast - exact"]
+    assert (exact["judged_target"], exact["distance"], exact["lift"]) == pytest.approx((1.0, 0.5, 0.25))
+    assert (fast["judged_target"], fast["lift"]) == pytest.approx((1.0, 0.0)) and gap["lift"] == pytest.approx(-0.25)
+    assert exact["lift_low"] > 0 and gap["lift_high"] < 0  # the paired intervals tell them apart
 
 
 def test_agreement_counts_same_and_near_choices_on_the_same_pairs():
