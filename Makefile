@@ -28,9 +28,10 @@ browser:
 run: install
 	$(BIN)/genie run
 
-# Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread).
+# Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread
+# and hands out the longest files first).
 test: install browser
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The inner loop: the unit tests of models/ and tasks/ (no Prefect server, no training beyond a tiny model).
 test-fast: install
