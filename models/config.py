@@ -174,6 +174,11 @@ def _method(name: str) -> str:
 Method = Annotated[str, AfterValidator(_method)]
 
 
+def few_shot_variants() -> tuple[str, ...]:
+    """What the few-shot benchmark can run: no extra image, augmented views, every method, fast Ada."""
+    return ("none", "traditional", *method_registry().names(), "genie-ada-fast")
+
+
 def known_variants(value: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
     unknown = [v for v in value if v not in known]
     if unknown:
@@ -225,14 +230,14 @@ class FewShotBenchmarkConfig(Strict):
     queries: int = Field(15, ge=1, description="query images per class and episode")
     seed: int = 0
     methods: tuple[str, ...] = Field(
-        default_factory=lambda: ("none", "traditional", *method_registry().names(), "genie-ada-fast"),
+        default_factory=few_shot_variants,
         description="none (the support images only), traditional (augmented views), any generation method, "
         "genie-ada-fast (GeNIe-Ada chosen from probes); default: all of them")
 
     @field_validator("methods")
     @classmethod
     def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return known_variants(value, ("none", "traditional", *method_registry().names(), "genie-ada-fast"))
+        return known_variants(value, few_shot_variants())
 
 
 class LongTailBenchmarkConfig(Strict):
@@ -255,7 +260,8 @@ class LongTailBenchmarkConfig(Strict):
 class AdaBenchmarkConfig(Strict):
     """GeNIe-Ada fast against exact on held-out (test-split) sources, each with a seeded target."""
 
-    pairs: int = Field(500, ge=1, description="held-out (source, target) pairs, at most one per test image")
+    pairs: int = Field(500, ge=1, description="held-out (source, target) pairs: each test image with a "
+                       "seeded target, then with a second one, and so on")
     seed: int = 0
 
 

@@ -57,14 +57,14 @@ def _module_file(name: str) -> Path | None:
 
 def _project_imports(path: Path) -> set[str]:
     """Project modules a file imports, at any depth of its code (lazy imports included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    found, text = set(), path.read_text()
+    for node in ast.walk(ast.parse(text, str(path))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from package import name` may name a submodule
             found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    if path.name == "__init__.py" and "iter_modules(__path__)" in path.read_text():  # a registry: all its modules
+    if path.name == "__init__.py" and "iter_modules(__path__)" in text:  # a registry: all its modules
         found |= {f"{path.parent.relative_to(ROOT).as_posix().replace('/', '.')}.{m.stem}"
                   for m in path.parent.glob("*.py") if m.stem != "__init__"}
     return {name for name in found if name.split(".")[0] in PACKAGES and _module_file(name)}

@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from models import methods
 from models.benchmarks.ada import ada_agreement
 from models.benchmarks.episodes import Variant
 from models.benchmarks.few_shot import paired
-from models.benchmarks.long_tail import paired_gap
+from models.benchmarks.long_tail import BASELINE, paired_gap
 from models.benchmarks.results import Gap, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -113,8 +112,7 @@ def comparisons(labels: list[str], means: pd.Series | None = None) -> list[tuple
     swept = [a for a in hard if variants[a].ratio is not None]
     if means is not None and len(swept) > 1:  # the sweep's best r stands for GeNIe
         hard = [a for a in hard if a not in swept] + [max(swept, key=lambda a: means.get(a, float("-inf")))]
-    simpler = [b for b in plain if b not in hard and b not in swept and variants[b].method in (*methods.names(), "real",
-                                                                                               "none", "traditional")]
+    simpler = [b for b in plain if b not in hard and b not in swept]
     nothing = [b for b in simpler if not variants[b].generates]
     pairs = [(a, b) for a in hard for b in simpler]
     pairs += [(a, b) for a in hard for b in hard if a != b and variants[a].ratio is None and variants[b].ratio is not None]
@@ -133,11 +131,11 @@ def r_plot(scores: pd.DataFrame, facts: dict) -> str:
         at_r: dict[str, list] = {}
         for label, v in zip(rows.index, variants):  # a method at several r: a curve; at none: a level
             if v.ratio is not None:
-                at_r.setdefault(v.name, []).append((v.ratio, label))
+                at_r.setdefault(v.name, []).append((v, label))
         for i, (name, points) in enumerate(at_r.items()):
             shown = rows.loc[[label for _, label in points]]
-            ax.errorbar([r for r, _ in points], shown["mean"] * 100, yerr=shown["bar"], marker="os^vD"[i % 5],
-                        linestyle="-" if v.hard_negative else "none", capsize=3, label=f"{name} at r")
+            ax.errorbar([v.ratio for v, _ in points], shown["mean"] * 100, yerr=shown["bar"], marker="os^vD"[i % 5],
+                        linestyle="-" if points[0][0].hard_negative else "none", capsize=3, label=f"{name} at r")
         levels = [(label, v) for label, v in zip(rows.index, variants) if v.ratio is None]
         for i, (label, v) in enumerate(levels):
             ax.axhline(rows.at[label, "mean"] * 100, linestyle=("-", "--", ":", "-.")[i % 4],
@@ -219,7 +217,7 @@ def long_tail_context(r: dict) -> dict:
     ax.legend()
     gaps = []
     for group, name in ((None, "overall"), ("few", "few-shot classes")):
-        for a, b in comparisons(list(scores["variant"])):
+        for a, b in comparisons([v for v in scores["variant"] if v != BASELINE]):  # the variants, not their start
             diff = paired_gap(r["predictions"], a, b, group)
             if diff is not None:
                 gaps.append(said(a, b, diff) | {"group": name})

@@ -63,9 +63,10 @@ def names(internal: bool = False) -> list[str]:
 
 def get(name: str, internal: bool = False) -> Method:
     """The method called `name`; an unknown or internal one is a one-line error naming the valid methods."""
-    if name not in names(internal):
+    method = _REGISTRY.get(name)
+    if method is None or (method.internal and not internal):
         raise ValueError(f"unknown method {name!r} (choose from {', '.join(names())})")
-    return _REGISTRY[name]
+    return method
 
 
 for _module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
