@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from flows import cli_options
+from flows.environment import QUIET as QUIET_DEFAULTS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["dataset.long_tail.imbalance_ratio=null", "generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4",
         "generator.steps=4", "classifier.epochs=1", "finetune.epochs=1", "classifier.patience=1",
         "finetune.patience=1", "select.targets=all", "select.per_target=1", "select.k_confused=1"]
-QUIET = cli_options.QUIET | {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "PREFECT_LOGGING_LEVEL": "WARNING"}
+QUIET = QUIET_DEFAULTS | {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "PREFECT_LOGGING_LEVEL": "WARNING"}
 
 
 def draw_dataset(root: Path, classes: int, per_class: int, size: int, seed: int = 0) -> int:

@@ -17,7 +17,7 @@ from models.dataset import read_manifest
 from models.edit_folder import rows_of
 from tasks.benchmark import judge_images
 from tasks.caching import run_verified
-from tasks.tracking import configure, git_commit, record_run
+from tasks.tracking import git_commit, record_run
 from tasks.train import train_classifier
 
 
@@ -28,7 +28,6 @@ def genie_benchmark_ada(settings: Settings) -> dict:
     how often fast picks exact's r*, and each mode against fixed r on the trade-off between keeping the source and
     showing the target; the few-shot benchmark's paired accuracy when it has run."""
     started = time.monotonic()
-    configure()
     cfg, seed = settings.benchmark.ada, settings.generator.seed
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_benchmark import benchmark
-from flows.cli_options import QUIET, NoWait, Params, Set, errors, run_flow, settings, show
+from flows.cli_options import NoWait, Params, Set, errors, run_flow, settings, show
+from flows.environment import use_defaults
 from models import methods
 
 app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image classifiers, as tracked workflows.",
@@ -18,10 +19,8 @@ app.add_typer(benchmark, name="benchmark")
 
 @app.callback()
 def environment() -> None:
-    """Set the quiet defaults (a variable already set wins) before a command imports Prefect, MLflow or DVC."""
-    for key, value in QUIET.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", os.path.abspath(".genie/prefect-results"))
+    """The process's defaults (a variable already set wins) before a command imports Prefect, MLflow or DVC."""
+    use_defaults()
 
 
 @app.command()
@@ -82,11 +81,9 @@ def promote(version: Annotated[str, typer.Argument(help="the model version to ma
             params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Make a given version the champion by hand (the one it replaces becomes previous-champion); this also
     clears a rollback mark, which otherwise keeps a version from being crowned automatically."""
-    from tasks.registry import promote_by_hand
-    from tasks.tracking import configure
+    from tasks.champion import promote_by_hand
 
     name = settings(params, set_).registered_model
-    configure()
     with errors():
         try:
             before = promote_by_hand(name, version)
@@ -100,11 +97,9 @@ def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the
              params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Give the champion alias back to the previous champion. The demoted version is tagged rolled_back and no
     night promotes it again; only `genie promote VERSION` can."""
-    from tasks.registry import rollback as roll_back
-    from tasks.tracking import configure
+    from tasks.champion import rollback as roll_back
 
     name = settings(params, set_).registered_model
-    configure()
     with errors():
         demoted, champion = roll_back(name, reason)
     typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")
@@ -115,9 +110,7 @@ def lineage(reference: Annotated[str, typer.Argument(help="<model name>@<alias o
                                                      "e.g. digits-classifier@champion")]) -> None:
     """What made a model: dataset and generated-data digests, generator, selection, config, commit, runs."""
     from tasks.registry import lineage as trace
-    from tasks.tracking import configure
 
-    configure()
     with errors():
         show(trace(reference))
 

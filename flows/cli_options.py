@@ -10,11 +10,6 @@ import typer
 
 from models.config import ConfigError, Settings, load_settings
 
-# Telemetry off, the one list: the command line, the tests and the benchmarks' child processes set these (a value
-# already set wins) before anything imports Prefect, MLflow or DVC.
-QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-         "DVC_NO_ANALYTICS": "1"}
-
 Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="stop at once if another run holds the dataset's work folder")]
 Set = Annotated[Optional[list[str]], typer.Option(

@@ -19,7 +19,7 @@ from models.editing import Edit
 from tasks.benchmark import judge_images, restrict_split, score_episodes
 from tasks.caching import Outputs, run_verified
 from tasks.data import DataVersion
-from tasks.tracking import configure, git_commit, record_run
+from tasks.tracking import git_commit, record_run
 from tasks.train import train_classifier
 
 
@@ -29,7 +29,6 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
     """N-way K-shot episodes on the novel classes, every method with the same extra images per class, once per
     generator seed (each with its own generator, extractor and judge)."""
     started = time.monotonic()
-    configure()
     cfg, seeds = settings.benchmark.few_shot, settings.benchmark.generator_seeds
     step_log: StepLog = {}
     out = benchmark_dir(settings) / "few-shot"

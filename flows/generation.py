@@ -11,16 +11,15 @@ from models.config import Settings
 from models.dataset import read_manifest
 from models.edit_folder import MANIFEST
 from models.editing import edits_from_pairs, select_edits
-from tasks.generator_registry import tag_current_generator
 from tasks.quality import judge_generator
-from tasks.tracking import configure, record_run
+from tasks.registry import tag_current_generator
+from tasks.tracking import record_run
 
 
 @flow(name="genie-train-generator")
 @one_writer
 def genie_train_generator(settings: Settings, force: bool = False) -> dict:
     """Train the embedded generator when the retrain policy (or `force`) says so, else keep the current one."""
-    configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     choice = ensure_generator(settings, data, split, step_log, force)
@@ -36,7 +35,6 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
     kind = methods.get(method)  # an unknown or internal method: one line naming the valid ones
     if ratio is not None and not 0 < ratio <= 1:
         raise ValueError(f"--ratio {ratio}: a noise ratio must be in (0, 1]")
-    configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     classes = split.info["classes"]
@@ -63,7 +61,6 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
 @one_writer
 def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 100) -> dict:
     """Judge the generator with a classifier trained only on real images; log to MLflow."""
-    configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     ensure_generator(settings, data, split, step_log)

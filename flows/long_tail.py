@@ -38,7 +38,7 @@ from models.dataset import read_manifest
 from tasks.benchmark import judge_images
 from tasks.caching import Outputs, images_digest, run_verified
 from tasks.data import DataVersion, split_data
-from tasks.tracking import configure, git_commit, record_run
+from tasks.tracking import git_commit, record_run
 from tasks.train import finetune_classifier
 
 
@@ -48,7 +48,6 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     """Every variant fine-tunes each replicate's long-tailed baseline; accuracy overall and per group. A
     replicate (generator seed) draws its own subsample and trains its own generator and classifiers."""
     started = time.monotonic()
-    configure()
     cfg, seeds = settings.benchmark.long_tail, settings.benchmark.generator_seeds
     step_log: StepLog = {}
     out = benchmark_dir(settings) / "long-tail"

@@ -23,8 +23,8 @@ from models.config import Settings
 from models.dataset import read_manifest
 from models.digests import file_digest, model_identity
 from tasks.caching import images_digest, run_verified
-from tasks.registry import crown_first, fetch_champion, promote_if_better, register_classifier
-from tasks.tracking import configure, log_dataset, log_evaluation, log_files, start_pipeline_run
+from tasks.champion import crown_first, fetch_champion, promote_if_better, register_classifier
+from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.train import finetune_classifier
 from tasks.versioning import commit_stages, version_generated
 
@@ -33,12 +33,12 @@ STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finet
 # configuration it reads. dvc.yaml lists exactly these as the stage's deps and params (tests/flows/test_dvc.py).
 STAGE_TASKS = {
     "prepare": ("tasks.data",),
-    "train-generator": ("tasks.generator", "tasks.generator_registry"),
+    "train-generator": ("tasks.generator", "tasks.registry"),
     "baseline": ("tasks.train", "tasks.evaluate"),
     "select": ("tasks.evaluate", "tasks.selection"),
     "generate": ("tasks.editing",),
     "finetune": ("tasks.train",),
-    "evaluate": ("tasks.evaluate", "tasks.registry"),
+    "evaluate": ("tasks.evaluate", "tasks.registry", "tasks.champion"),
 }
 STAGE_PARAMS = {
     "prepare": ("dataset",),
@@ -71,7 +71,6 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         raise ValueError(f"--until {until}: choose one of {', '.join(STAGES)}")
     last = STAGES.index(until)
     logger = get_run_logger()
-    configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     if last < STAGES.index("train-generator"):

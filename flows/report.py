@@ -10,7 +10,6 @@ from models.benchmarks.browser import render
 from models.benchmarks.report import render_report
 from models.benchmarks.results import benchmark_dir, load, load_both
 from models.config import Settings
-from tasks.tracking import configure
 
 
 @flow(name="genie-report")
@@ -22,7 +21,6 @@ def genie_report(settings: Settings, out: Path | None = None, screenshot: Path |
     out = Path(out or benchmark_dir(settings) / "report.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_report(few, long, ada))
-    configure()
     runs = [r["facts"]["run_id"] for r in (few, long, ada) if r and r["facts"].get("run_id")]
     for run_id in runs:
         MlflowClient().log_artifact(run_id, str(out), "report")

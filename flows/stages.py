@@ -23,7 +23,7 @@ from tasks.data import DataVersion, split_data, version_data
 from tasks.editing import generate_shard, sync_manifest
 from tasks.evaluate import evaluate_classifier
 from tasks.generator import train_generator_model
-from tasks.generator_registry import current_generator, register_generator, restore_generator
+from tasks.registry import current_generator, register_generator, restore_generator
 from tasks.selection import select_hard_negatives
 from tasks.train import train_classifier
 

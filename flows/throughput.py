@@ -15,7 +15,6 @@ from models.dataset import read_manifest
 from models.embedded_ldm import prompt_words
 from models.engine import Engine
 from tasks.editing import ada_features, make_engine
-from tasks.tracking import configure
 
 
 @flow(name="genie-benchmark-generate")
@@ -23,7 +22,6 @@ from tasks.tracking import configure
 def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolution: int = 512, images: int = 64,
                              reference: bool = True) -> list[dict]:
     """Each method on the same train images (target: the next class); with `reference`, batch-1 GeNIe too."""
-    configure()
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     classes = split.info["classes"]

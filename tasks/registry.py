@@ -1,208 +1,136 @@
-"""The MLflow model registry: register once per checkpoint, guarded promotion, lineage."""
+"""The MLflow model registry, for classifiers and generators alike: a version is registered once per digest of its
+files (a re-run, a kill or data going back finds it again), reached through aliases, and tagged with its lineage.
+The generator's versions live here; the classifier's, with their promotion, in tasks/champion.py."""
 from __future__ import annotations
 
 import json
-import warnings
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 
-from models.classifier import load_checkpoint
 from models.config import Settings
-from models.promotion import decide
+from models.digests import model_identity
+from models.lifecycle import TrainedOn
+from models.locks import partial_path
 from tasks.caching import Outputs
 from tasks.data import DataVersion
-from tasks.tracking import log_params, read_spilled, spill_long
+from tasks.tracking import log_params, open_run, read_spilled, spill_long
 
-CHAMPION = "champion"
+CHAMPION = "champion"  # the classifier users load
 PREVIOUS = "previous-champion"
+CURRENT = "current"  # the generator nights use
 
 
-def find_version(name: str, checkpoint_sha: str):
+def find_version(name: str, tag: str, digest: str) -> ModelVersion | None:
+    """The version of `name` registered for these files (`tag` holds their digest), if any."""
     try:
-        found = MlflowClient().search_model_versions(f"name = '{name}' and tag.checkpoint_sha256 = '{checkpoint_sha}'")
-    except MlflowException:
+        found = MlflowClient().search_model_versions(f"name = '{name}' and tag.{tag} = '{digest}'")
+    except MlflowException:  # no such model yet
         return None
     return found[0] if found else None
 
 
-def alias_version(name: str, alias: str = CHAMPION) -> str | None:
+def at_alias(name: str, alias: str) -> ModelVersion | None:
     try:
-        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+        return MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
-SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
+def alias_version(name: str, alias: str = CHAMPION) -> str | None:
+    found = at_alias(name, alias)
+    return None if found is None else str(found.version)
 
 
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{package}=={version(package)}" for package in ("torch", "timm", "numpy", "pandas", "pillow",
-                                                              "safetensors", "mlflow")]
-
-
-def log_classifier(checkpoint: Path, folder: Path):
-    """Log the classifier as a pyfunc model from code: weights in safetensors, a JSON card, models/serving.py.
-    Loading it runs that file and reads tensors; nothing is unpickled."""
-    from safetensors.torch import save_file
-
-    network, meta = load_checkpoint(checkpoint)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "weights.safetensors")
-    card = {key: meta[key] for key in ("model", "classes", "image_size")}
-    (folder / "card.json").write_text(json.dumps(card, indent=2))
-    return mlflow.pyfunc.log_model(name="model", python_model=str(SERVING), pip_requirements=_requirements(),
-                                   artifacts={"weights": str(folder / "weights.safetensors"),
-                                              "card": str(folder / "card.json")})
-
-
-@task(name="register-classifier")
-def register_classifier(run_id: str, settings: Settings, data: DataVersion, model: Outputs, evaluation: Outputs,
-                        role: str = "baseline", lineage: dict | None = None,
-                        inputs: dict[str, tuple[pd.DataFrame, str, str]] | None = None) -> dict:
-    """Log and register the model once per checkpoint, in a run nested under the pipeline run, with the
-    data it was trained on (`inputs`: name -> rows, source, digest) as MLflow dataset inputs.
-
-    Registration is keyed by the checkpoint's digest, given with the version as it is created, so a
-    cached re-run (or one after a kill) finds the version it registered before instead of adding a copy.
-    """
-    logger = get_run_logger()
+def register_version(name: str, source: str, run_id: str, tags: dict, model_id: str | None = None) -> str:
+    """A new version of `name` (created on first use) from `source`, made by run `run_id`."""
     client = MlflowClient()
-    name = settings.registered_model
-    version = find_version(name, model.digests["checkpoint"])
-    metrics = evaluation.info["metrics"]
-    if version is not None:
-        logger.info("model unchanged: %s version %s already registered", name, version.version)
-        return {"name": name, "version": str(version.version), "run_id": version.run_id, "new": False}
-    parent = client.get_run(run_id)
-    child = client.create_run(parent.info.experiment_id, run_name=role,
-                              tags={"mlflow.parentRunId": run_id, "dataset_md5": data.md5, "role": role})
-    classes = evaluation.info["classes"]
-    with mlflow.start_run(run_id=child.info.run_id):
-        for label, (frame, source, digest) in (inputs or {}).items():  # what it was trained on: name -> rows
-            with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source kinds
-                warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_pandas(frame, source=source, name=label, digest=digest)
-            mlflow.log_input(dataset, context="training", tags={"digest": digest})
-        for row in model.info["history"]:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
-        # the same text as param and as the version's tag: the names, or a note naming the artifact that has them
-        classes_text = spill_long(child.info.run_id, {"classes": classes}, ",".join)
-        log_params(child.info.run_id, settings.classifier.model_dump(mode="json") | classes_text)
-        for output in ("confusion_plot", "per_class"):
-            mlflow.log_artifact(str(evaluation[output]), "evaluation")
-        mlflow.log_artifact(str(model["checkpoint"]), "checkpoint")
-        info = log_classifier(model["checkpoint"], Path(model["checkpoint"]).parent / "pyfunc")
-    tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
-            "test_accuracy": f"{metrics['accuracy']:.4f}", **classes_text,
-            "pipeline_run_id": run_id, "git_commit": parent.data.tags.get("git_commit", "none"), **(lineage or {})}
-    version = str(mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()}).version)
-    logger.info("registered %s version %s (%s)", name, version, role)
-    return {"name": name, "version": version, "run_id": child.info.run_id, "new": True}
+    try:
+        client.create_registered_model(name)
+    except MlflowException:  # already there
+        pass
+    tags = {key: str(value) for key, value in tags.items()}
+    return str(client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id).version)
 
 
-@task(name="crown-first")
-def crown_first(settings: Settings, version: str) -> str:
-    """With no champion yet, the first registered model becomes it."""
-    name = settings.registered_model
-    current = alias_version(name)
-    if current is None:
-        MlflowClient().set_registered_model_alias(name, CHAMPION, version)
-        MlflowClient().set_model_version_tag(name, version, "promotion", "first model registered")
-        get_run_logger().info("%s version %s is the first champion", name, version)
-        return version
-    return current
-
-
-@task(name="fetch-champion")
-def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
-    """The champion's checkpoint, downloaded from its registering run."""
-    name = settings.registered_model
-    version = alias_version(name)
-    if version is None:
-        return None
-    found = MlflowClient().get_model_version(name, version)
-    folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
-                                                      dst_path=str(out_dir)))
-    classes = read_spilled(found.run_id, "classes", found.tags.get("classes", ""), lambda text: text.split(","))
-    info = {"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role"),
-            "classes": classes}
-    return Outputs.of(info,
-                      checkpoint=folder / "model.pt")
-
-
-@task(name="promote")
-def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
-                      champion_metrics: dict) -> dict:
-    """Move `champion` to the challenger only when it wins on the same test data; record why."""
-    name = settings.registered_model
-    client = MlflowClient()
-    if challenger == champion:
-        return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
-    promoted, reason = decide(challenger_metrics, champion_metrics, settings.promote.min_improvement,
-                              settings.promote.few_shot_tolerance)
-    rolled_back = client.get_model_version(name, challenger).tags.get("rolled_back") == "true"
-    if promoted and rolled_back:  # a demoted version is crowned again only by hand
-        promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
-    tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
-            "compared_with_version": champion, "champion_test_accuracy": f"{champion_metrics['accuracy']:.4f}",
-            "challenger_test_accuracy": f"{challenger_metrics['accuracy']:.4f}"}
-    for group in ("many", "medium", "few"):
-        for who, metrics in (("champion", champion_metrics), ("challenger", challenger_metrics)):
-            if f"accuracy.{group}" in metrics:
-                tags[f"{who}_accuracy_{group}"] = f"{metrics[f'accuracy.{group}']:.4f}"
+def tag_version(name: str, version: str, tags: dict) -> None:
     for key, value in tags.items():
-        client.set_model_version_tag(name, challenger, key, value)
-    if promoted:
-        set_champion(name, challenger)
-    get_run_logger().info("%s version %s %s: %s", name, challenger, tags["promotion"], reason)
-    return {"promoted": promoted, "reason": reason, "champion": challenger if promoted else champion}
+        MlflowClient().set_model_version_tag(name, version, key, str(value))
 
 
-def set_champion(name: str, version: str) -> str | None:
-    """Point `champion` at a version, keeping the one it replaces as `previous-champion`. Moving the
-    aliases is idempotent: after a kill between the two moves, running it again finishes the job."""
-    client = MlflowClient()
-    client.get_model_version(name, version)  # raises for an unknown version
-    current = alias_version(name)
-    if current is not None and current != version:
-        client.set_registered_model_alias(name, PREVIOUS, current)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return current
+@dataclass(frozen=True)
+class RegisteredGenerator:
+    version: str
+    source: str  # the artifact folder of the pipeline
+    digest: str  # model_identity of its files
+    trained_on: TrainedOn
 
 
-def promote_by_hand(name: str, version: str) -> str | None:
-    """`genie promote VERSION`: crown it, clearing a rollback mark."""
-    before = set_champion(name, version)
-    client = MlflowClient()
-    for key in ("rolled_back", "rolled_back_reason"):
-        try:
-            client.delete_model_version_tag(name, version, key)
-        except MlflowException:  # no such tag
-            pass
-    client.set_model_version_tag(name, version, "promotion", "promoted by hand")
-    return before
+def current_generator(name: str) -> RegisteredGenerator | None:
+    """`<dataset>-generator@current` and what it was trained on, or None."""
+    found = at_alias(name, CURRENT)
+    if found is None:
+        return None
+    tags = found.tags
+    classes = read_spilled(found.run_id, "classes", tags["classes"], json.loads)
+    trained_on = TrainedOn(tuple(classes), int(tags["train_images"]), tags["recipe"], float(tags["trained_at"]))
+    return RegisteredGenerator(str(found.version), found.source, tags["weights_digest"], trained_on)
 
 
-def rollback(name: str, reason: str = "rolled back by hand") -> tuple[str, str]:
-    """Give `champion` back to the previous champion; the demoted version is marked so that no night crowns
-    it again automatically. Returns (demoted, champion)."""
-    previous, current = alias_version(name, PREVIOUS), alias_version(name)
-    if previous is None:
-        raise ValueError(f"{name}: no previous champion to roll back to")
-    client = MlflowClient()
-    client.set_model_version_tag(name, current, "rolled_back", "true")
-    client.set_model_version_tag(name, current, "rolled_back_reason", reason)
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.delete_registered_model_alias(name, PREVIOUS)
-    return current, previous
+@task(name="register-generator")
+def register_generator(settings: Settings, data: DataVersion, model: Outputs, folder: Path, trained_on: TrainedOn,
+                       reason: str) -> str:
+    """Register the embedded generator in `folder` once per weights digest, with its lineage and training
+    figures, and make it `current`."""
+    name = settings.registered_generator
+    digest = model_identity(str(folder))
+    found = find_version(name, "weights_digest", digest)
+    if found is not None:
+        version = str(found.version)
+    else:
+        card = model.info
+        run_id = open_run(settings.dataset.name, "train-generator", data.md5,
+                          {"pipeline": "train-generator", "retrain_reason": reason})
+        with mlflow.start_run(run_id=run_id) as run:
+            log_params(run_id, {f"embedded.{k}": v for k, v in card["recipe"].items()}
+                       | {"prompt": settings.generator.prompt, "images": card["images"]})
+            # the tag holds the class names as JSON, or (1,000 of them) a note naming the artifact that does
+            classes = spill_long(run_id, {"classes": list(trained_on.classes)}, json.dumps)["classes"]
+            mlflow.log_metrics({k: card[k] for k in ("vae_mse", "unet_loss", "train_seconds", "scaling_factor")})
+            mlflow.log_artifacts(str(folder), "generator")
+        tags = {"weights_digest": digest, "dataset_md5": data.md5, "classes": classes,
+                "train_images": trained_on.train_images, "recipe": trained_on.recipe,
+                "trained_at": trained_on.time, "retrain_reason": reason,
+                "train_seconds": f"{card['train_seconds']:.0f}", "unet_loss": f"{card['unet_loss']:.4f}"}
+        version = register_version(name, f"{run.info.artifact_uri}/generator", run_id, tags)
+    MlflowClient().set_registered_model_alias(name, CURRENT, version)
+    get_run_logger().info("%s version %s is current (%s)", name, version, reason)
+    return version
+
+
+def restore_generator(current: RegisteredGenerator, folder: Path) -> None:
+    """Put the current generator's files in `folder`, unless they are already there."""
+    if folder.is_dir() and model_identity(str(folder)) == current.digest:
+        return
+    partial = partial_path(folder)
+    shutil.rmtree(partial, ignore_errors=True)
+    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=current.source, dst_path=str(partial)))
+    shutil.rmtree(folder, ignore_errors=True)
+    downloaded.rename(folder)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def tag_current_generator(name: str, metrics: dict[str, float]) -> None:
+    """Attach quality figures (`genie quality`) to the current generator's version."""
+    current = current_generator(name)
+    if current is not None:
+        tag_version(name, current.version, {f"quality.{key}": f"{value:.4f}" for key, value in metrics.items()})
 
 
 def lineage(reference: str) -> dict:
@@ -218,7 +146,8 @@ def lineage(reference: str) -> dict:
     pipeline_run = version.tags.get("pipeline_run_id")
     params = client.get_run(pipeline_run).data.params if pipeline_run else {}
     keys = ("role", "dataset_md5", "generated_md5", "generator", "generator_digest", "selection_sha256",
-            "selection_artifact", "git_commit", "checkpoint_sha256", "test_accuracy", "promotion", "promotion_reason")
+            "selection_artifact", "git_commit", "checkpoint_sha256", "test_accuracy", "promotion", "promotion_reason",
+            "weights_digest", "train_images", "recipe", "retrain_reason")
     return {
         "model": f"{name} version {version.version}",
         "aliases": list(version.aliases),
@@ -227,4 +156,3 @@ def lineage(reference: str) -> dict:
         "pipeline_run_id": pipeline_run,
         "config": params,
     }
-

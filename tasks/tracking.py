@@ -1,7 +1,7 @@
-"""MLflow: one parent run per pipeline run, the dataset as a logged input, the registry."""
+"""MLflow runs: one parent run per pipeline run, runs of their own for other work, params that fit MLflow, the
+dataset as a logged input. The store comes from MLFLOW_TRACKING_URI (flows/environment.py sets its default)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -16,13 +16,6 @@ from models.config import Settings
 from models.dataset import read_manifest
 from tasks.caching import Outputs
 from tasks.data import DataVersion
-
-
-def configure(root: Path = Path(".")) -> str:
-    """Default to a SQLite store in the project; MLFLOW_TRACKING_URI overrides it."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
-    mlflow.set_tracking_uri(uri)
-    return uri
 
 
 def git_commit(root: Path = Path(".")) -> str:
@@ -71,33 +64,39 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
         MlflowClient().log_batch(run_id, params=texts[start : start + PARAMS_PER_BATCH])
 
 
+def open_run(experiment: str, name: str, dataset_md5: str, tags: dict | None = None, parent: str | None = None) -> str:
+    """The one way a run starts: in the dataset's experiment (under `parent`, where given), tagged with the code's
+    commit and the data's digest. It stays open until set_terminated or a `with mlflow.start_run(run_id=...)`."""
+    client = MlflowClient()
+    if parent is not None:
+        experiment_id = client.get_run(parent).info.experiment_id
+        tags = {"mlflow.parentRunId": parent, **(tags or {})}
+    else:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    commit = git_commit()
+    tags = {"mlflow.source.git.commit": commit, "git_commit": commit, "dataset_md5": dataset_md5, **(tags or {})}
+    return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+
 def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> str:
     """Create the parent run: flattened config, git commit, dataset digest."""
-    experiment = mlflow.set_experiment(settings.dataset.name)
-    commit = git_commit()
-    run = MlflowClient().create_run(
-        experiment.experiment_id,
-        run_name=run_name,
-        tags={"mlflow.source.git.commit": commit, "git_commit": commit, "dataset_md5": data.md5, "pipeline": "genie-run"},
-    )
-    log_params(run.info.run_id, settings.flat())
-    return run.info.run_id
+    run_id = open_run(settings.dataset.name, run_name, data.md5, {"pipeline": "genie-run"})
+    log_params(run_id, settings.flat())
+    return run_id
 
 
 @task(name="record-run")
 def record_run(settings: Settings, data: DataVersion, name: str, params: dict, metrics: dict,
                artifacts: list[Path] = (), tags: dict | None = None) -> str:
-    """A run of its own in the dataset's experiment (generator training, quality checks)."""
-    experiment = mlflow.set_experiment(settings.dataset.name)
-    commit = git_commit()
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=name) as run:
-        mlflow.set_tags({"git_commit": commit, "mlflow.source.git.commit": commit, "dataset_md5": data.md5,
-                         "pipeline": name, **(tags or {})})
-        log_params(run.info.run_id, params)
+    """A run of its own in the dataset's experiment (quality checks, benchmarks)."""
+    run_id = open_run(settings.dataset.name, name, data.md5, {"pipeline": name, **(tags or {})})
+    with mlflow.start_run(run_id=run_id):
+        log_params(run_id, params)
         mlflow.log_metrics(metrics)
         for path in artifacts:
             mlflow.log_artifact(str(path))
-    return run.info.run_id
+    return run_id
 
 
 @task(name="log-dataset")

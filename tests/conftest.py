@@ -8,7 +8,7 @@ from pathlib import Path
 _HOME = Path(tempfile.mkdtemp(prefix="genie-tests-"))
 if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one torch thread each, children included
     os.environ["OMP_NUM_THREADS"] = "1"
-from flows.cli_options import QUIET  # noqa: E402  (it imports neither Prefect nor MLflow)
+from flows.environment import QUIET  # noqa: E402  (it imports neither Prefect nor MLflow)
 
 os.environ.update(
     QUIET | {
@@ -48,24 +48,19 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """A migrated MLflow SQLite DB, copied per test (migrating a fresh one costs seconds)."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow") / "template.db"
-    mlflow.set_tracking_uri(f"sqlite:///{path}")
-    MlflowClient().search_experiments()
+    MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch, mlflow_template) -> Path:
-    """An empty project folder as cwd, with its own MLflow store."""
-    import mlflow
-
+    """An empty project folder as cwd, with its own MLflow store (MLflow reads the variable on every call)."""
     shutil.copy(mlflow_template, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")  # this process's client too, not only children
     return tmp_path
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 
 GENIE = Path(sys.executable).parent / "genie"
@@ -23,7 +22,6 @@ def project(tmp_path_factory, mlflow_template, prefect_server):
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
         patch.setenv("PREFECT_API_URL", prefect_server)
-        mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
         yield folder
 
 

@@ -21,7 +21,7 @@ from prefect.logging import disable_run_logger
 
 from models.classifier import classify
 from models.config import Settings
-from tasks.registry import promote_if_better
+from tasks.champion import promote_if_better
 
 NAME = "digits-classifier"
 

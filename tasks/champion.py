@@ -1,0 +1,178 @@
+"""The classifier's versions: registered once per checkpoint with the data they learnt from, the first crowned
+`champion`, a challenger promoted only when it wins on the same test data, promotion and rollback by hand, each
+decision tagged on the version it concerns."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from prefect import get_run_logger, task
+
+from models.classifier import load_checkpoint
+from models.config import Settings
+from models.promotion import decide
+from tasks.caching import Outputs
+from tasks.data import DataVersion
+from tasks.registry import CHAMPION, PREVIOUS, alias_version, find_version, register_version, tag_version
+from tasks.tracking import log_params, open_run, read_spilled, spill_long
+
+SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("torch", "timm", "numpy", "pandas", "pillow",
+                                                              "safetensors", "mlflow")]
+
+
+def log_classifier(checkpoint: Path, folder: Path):
+    """Log the classifier as a pyfunc model from code: weights in safetensors, a JSON card, models/serving.py.
+    Loading it runs that file and reads tensors; nothing is unpickled."""
+    from safetensors.torch import save_file
+
+    network, meta = load_checkpoint(checkpoint)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "weights.safetensors")
+    card = {key: meta[key] for key in ("model", "classes", "image_size")}
+    (folder / "card.json").write_text(json.dumps(card, indent=2))
+    return mlflow.pyfunc.log_model(name="model", python_model=str(SERVING), pip_requirements=_requirements(),
+                                   artifacts={"weights": str(folder / "weights.safetensors"),
+                                              "card": str(folder / "card.json")})
+
+
+@task(name="register-classifier")
+def register_classifier(run_id: str, settings: Settings, data: DataVersion, model: Outputs, evaluation: Outputs,
+                        role: str = "baseline", lineage: dict | None = None,
+                        inputs: dict[str, tuple[pd.DataFrame, str, str]] | None = None) -> dict:
+    """Log and register the model once per checkpoint, in a run nested under the pipeline run, with the
+    data it was trained on (`inputs`: name -> rows, source, digest) as MLflow dataset inputs."""
+    logger = get_run_logger()
+    name = settings.registered_model
+    version = find_version(name, "checkpoint_sha256", model.digests["checkpoint"])
+    metrics = evaluation.info["metrics"]
+    if version is not None:
+        logger.info("model unchanged: %s version %s already registered", name, version.version)
+        return {"name": name, "version": str(version.version), "run_id": version.run_id, "new": False}
+    child = open_run(settings.dataset.name, role, data.md5, {"role": role}, parent=run_id)
+    with mlflow.start_run(run_id=child):
+        for label, (frame, source, digest) in (inputs or {}).items():  # what it was trained on: name -> rows
+            with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source kinds
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(frame, source=source, name=label, digest=digest)
+            mlflow.log_input(dataset, context="training", tags={"digest": digest})
+        for row in model.info["history"]:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
+        # the same text as param and as the version's tag: the names, or a note naming the artifact that has them
+        classes_text = spill_long(child, {"classes": evaluation.info["classes"]}, ",".join)
+        log_params(child, settings.classifier.model_dump(mode="json") | classes_text)
+        for output in ("confusion_plot", "per_class"):
+            mlflow.log_artifact(str(evaluation[output]), "evaluation")
+        mlflow.log_artifact(str(model["checkpoint"]), "checkpoint")
+        info = log_classifier(model["checkpoint"], Path(model["checkpoint"]).parent / "pyfunc")
+    parent = MlflowClient().get_run(run_id).data.tags
+    tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
+            "test_accuracy": f"{metrics['accuracy']:.4f}", **classes_text,
+            "pipeline_run_id": run_id, "git_commit": parent.get("git_commit", "none"), **(lineage or {})}
+    version = register_version(name, info.model_uri, child, tags, model_id=info.model_id)
+    logger.info("registered %s version %s (%s)", name, version, role)
+    return {"name": name, "version": version, "run_id": child, "new": True}
+
+
+@task(name="crown-first")
+def crown_first(settings: Settings, version: str) -> str:
+    """With no champion yet, the first registered model becomes it."""
+    name = settings.registered_model
+    current = alias_version(name)
+    if current is None:
+        MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+        tag_version(name, version, {"promotion": "first model registered"})
+        get_run_logger().info("%s version %s is the first champion", name, version)
+        return version
+    return current
+
+
+@task(name="fetch-champion")
+def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
+    """The champion's checkpoint, downloaded from its registering run."""
+    name = settings.registered_model
+    version = alias_version(name)
+    if version is None:
+        return None
+    found = MlflowClient().get_model_version(name, version)
+    folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
+                                                      dst_path=str(out_dir)))
+    classes = read_spilled(found.run_id, "classes", found.tags.get("classes", ""), lambda text: text.split(","))
+    info = {"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role"),
+            "classes": classes}
+    return Outputs.of(info, checkpoint=folder / "model.pt")
+
+
+@task(name="promote")
+def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
+                      champion_metrics: dict) -> dict:
+    """Move `champion` to the challenger only when it wins on the same test data; record why."""
+    name = settings.registered_model
+    if challenger == champion:
+        return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
+    promoted, reason = decide(challenger_metrics, champion_metrics, settings.promote.min_improvement,
+                              settings.promote.few_shot_tolerance)
+    rolled_back = MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true"
+    if promoted and rolled_back:  # a demoted version is crowned again only by hand
+        promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
+    tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
+            "compared_with_version": champion, "champion_test_accuracy": f"{champion_metrics['accuracy']:.4f}",
+            "challenger_test_accuracy": f"{challenger_metrics['accuracy']:.4f}"}
+    for group in ("many", "medium", "few"):
+        for who, metrics in (("champion", champion_metrics), ("challenger", challenger_metrics)):
+            if f"accuracy.{group}" in metrics:
+                tags[f"{who}_accuracy_{group}"] = f"{metrics[f'accuracy.{group}']:.4f}"
+    tag_version(name, challenger, tags)
+    if promoted:
+        set_champion(name, challenger)
+    get_run_logger().info("%s version %s %s: %s", name, challenger, tags["promotion"], reason)
+    return {"promoted": promoted, "reason": reason, "champion": challenger if promoted else champion}
+
+
+def set_champion(name: str, version: str) -> str | None:
+    """Point `champion` at a version, keeping the one it replaces as `previous-champion`. Moving the
+    aliases is idempotent: after a kill between the two moves, running it again finishes the job."""
+    client = MlflowClient()
+    client.get_model_version(name, version)  # raises for an unknown version
+    current = alias_version(name)
+    if current is not None and current != version:
+        client.set_registered_model_alias(name, PREVIOUS, current)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return current
+
+
+def promote_by_hand(name: str, version: str) -> str | None:
+    """`genie promote VERSION`: crown it, clearing a rollback mark."""
+    before = set_champion(name, version)
+    client = MlflowClient()
+    for key in ("rolled_back", "rolled_back_reason"):
+        try:
+            client.delete_model_version_tag(name, version, key)
+        except MlflowException:  # no such tag
+            pass
+    tag_version(name, version, {"promotion": "promoted by hand"})
+    return before
+
+
+def rollback(name: str, reason: str = "rolled back by hand") -> tuple[str, str]:
+    """Give `champion` back to the previous champion; the demoted version is marked so that no night crowns
+    it again automatically. Returns (demoted, champion)."""
+    previous, current = alias_version(name, PREVIOUS), alias_version(name)
+    if previous is None:
+        raise ValueError(f"{name}: no previous champion to roll back to")
+    tag_version(name, current, {"rolled_back": "true", "rolled_back_reason": reason})
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    return current, previous
