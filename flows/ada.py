@@ -3,7 +3,6 @@ Writes artifacts/<dataset>/benchmark/ada/ and an MLflow run."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -14,7 +13,6 @@ from models.benchmarks import ada
 from models.benchmarks.results import benchmark_dir, cost_rows, load, protocol, save_facts, write_results
 from models.config import Settings
 from models.dataset import read_manifest
-from models.edit_folder import rows_of
 from tasks.benchmark import judge_images
 from tasks.caching import run_verified
 from tasks.tracking import git_commit, record_run
@@ -47,9 +45,7 @@ def genie_benchmark_ada(settings: Settings) -> dict:
                                  extractor=classifier if mode else None, shard_size=settings.benchmark.shard_size)
         costs.append(cost_rows(made, {label: edits}))
         if mode:
-            rows = rows_of([made[e] for e in edits if e in made])
-            choices += [{"mode": mode if times == 1 else f"{mode} {times}x steps", "source": e.source, "target": e.label,
-                         "ratio": rows.at[Path(made[e]).stem, "ratio"]} for e in edits if e in made]
+            choices += ada.choice_rows(made, edits, mode if times == 1 else f"{mode} {times}x steps")
     table = ada.cost_table(pd.concat(costs, ignore_index=True))
     choices = pd.DataFrame(choices)
     # the trade-off: GeNIe at every candidate r of the same pairs, judged by a classifier of real images that is not
@@ -77,12 +73,8 @@ def genie_benchmark_ada(settings: Settings) -> dict:
     if agreement:
         tables["crosstab"] = agreement["crosstab"]
     files = write_results(out, tables, facts)
-    metrics = {f"ada.{k}": v for k, v in facts["agreement"].items()}
-    metrics |= {f"ada.exact_2x_steps.{k}": v for k, v in facts["exact_2x_steps_agreement"].items()}
-    metrics |= {f"ada.evals_vs_genie.{row.variant.replace(' ', '_')}": row.evals_vs_genie for row in table.itertuples()}
-    metrics |= {f"ada.lift.{row.variant.replace(' ', '_')}": row.lift for row in trade_off.dropna(subset="lift").itertuples()}
     run_id = record_run(settings, data, "benchmark-ada", params={"ada.pairs": len(pairs), "ada.seed": cfg.seed},
-                        metrics=metrics, artifacts=files, tags={"benchmark": "ada"})
+                        metrics=ada.metrics(facts, table, trade_off), artifacts=files, tags={"benchmark": "ada"})
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("ada benchmark in %.0f s -> %s", time.monotonic() - started, out)
     return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records"),

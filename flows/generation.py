@@ -65,7 +65,8 @@ def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 
     data, split = prepare(settings, step_log)
     ensure_generator(settings, data, split, step_log)
     classifier = train_baseline(settings, data, split, step_log)
-    metrics = judge_generator(settings, split, classifier, settings.workdir / "generated",
+    metrics = judge_generator(settings.generator, settings.generator_model, settings.prompts(split.info["classes"]),
+                              settings.dataset.path, split, classifier, settings.workdir / "generated",
                               samples_per_class, pairs)
     tag_current_generator(settings.registered_generator, metrics)
     run_id = record_run(settings, data, "generator-quality",

@@ -9,30 +9,21 @@ import time
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.replicates import over_generator_seeds
+from flows.replicates import long_tail_settings, over_generator_seeds
 from flows.stages import StepLog, evaluate, generate_edits, one_writer, select, train_baseline
 from models import methods
-from models.benchmarks.consistency import consistency_table, consistent
+from models.benchmarks.consistency import consistency_table
 from models.benchmarks.episodes import Variant, variants
 from models.benchmarks.long_tail import (
     BASELINE,
+    kept_images,
     long_tail_edits,
-    long_tail_settings,
     prediction_rows,
     result_row,
     summarise_seeds,
+    variant_images,
 )
-from models.benchmarks.results import (
-    IMAGE_COLUMNS,
-    benchmark_dir,
-    cost_rows,
-    image_rows,
-    protocol,
-    save_facts,
-    slug,
-    stacked,
-    write_results,
-)
+from models.benchmarks.results import benchmark_dir, cost_rows, protocol, save_facts, slug, stacked, write_results
 from models.config import Settings
 from models.dataset import read_manifest
 from tasks.benchmark import judge_images
@@ -98,10 +89,9 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
             made, _ = generate_edits(lt, data, lt_split, edits, folder / "generated" / method, log,
                                      f"generate-{name}", extractor=baseline if ada else None,
                                      shard_size=settings.benchmark.shard_size)
-        images = pd.DataFrame(image_rows(made, variant.label, edits), columns=IMAGE_COLUMNS).assign(seed=seed)
-        verdicts = judge_images(baseline, images)  # the judge: this seed's classifier on real images only
-        if variant.filter and len(verdicts):
-            verdicts = verdicts[consistent(verdicts["p_label"], settings.benchmark.filter_threshold)]
+        # the judge: this seed's classifier of real images only
+        verdicts = kept_images(judge_images(baseline, variant_images(made, variant, edits, seed)), variant,
+                               settings.benchmark.filter_threshold)
         judged.append(verdicts)
         if not variant.filter:
             costs.append(cost_rows(made, {variant.label: edits}).assign(seed=seed))

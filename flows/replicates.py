@@ -1,11 +1,11 @@
-"""The benchmarks' replicates: once per generator seed, the data prepared and the replicate's own
-embedded generator trained before its benchmark runs."""
+"""The benchmarks' replicates: once per generator seed, its own settings (folder, seeds, a long tail where the
+benchmark draws one), the data prepared and the replicate's own embedded generator trained before it runs."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from flows.stages import StepLog, generator_inputs, prepare
-from models.benchmarks.results import replicate
+from models.benchmarks.results import benchmark_dir
 from models.config import Settings
 from models.digests import model_identity
 from tasks.caching import Outputs, run_verified
@@ -13,12 +13,36 @@ from tasks.data import DataVersion
 from tasks.generator import train_generator_model
 
 
+def replicate(settings: Settings, seed: int) -> Settings:
+    """Benchmark replicate `seed`, in benchmark/seed-<seed>/: the whole train split (a long tail, when the
+    night has one, would leave classes with fewer images than an episode needs; the long-tail benchmark
+    draws its own), with the embedded generator and every classifier trained from `seed`."""
+    data = settings.model_dump()
+    data["dataset"]["long_tail"]["imbalance_ratio"] = None
+    data["generator"]["embedded"]["seed"] = seed
+    data["classifier"]["seed"] = seed
+    data["paths"]["artifacts"] = benchmark_dir(settings) / f"seed-{seed}"
+    return Settings.model_validate(data)
+
+
+def long_tail_settings(replicate: Settings, seed: int) -> Settings:
+    """A benchmark replicate with a long-tailed train split drawn with its seed, its generator and its own
+    artifact folder."""
+    cfg = replicate.benchmark.long_tail
+    data = replicate.model_dump()
+    data["dataset"]["long_tail"] = {"imbalance_ratio": cfg.imbalance_ratio, "seed": seed}
+    data["generator"]["model"] = replicate.generator_model
+    data["select"] |= {"targets": "tail", "per_target": cfg.per_target}
+    data["paths"]["artifacts"] = replicate.workdir / "long-tail"
+    return Settings.model_validate(data)
+
+
 def replicate_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> None:
     """A benchmark replicate's own embedded generator, trained (cached) into its folder and never registered:
     the night's `current` generator stays. A configured generator.model is used as it is."""
     if not settings.generator.model:
         run_verified(train_generator_model, step_log, "train-generator", view=Path(settings.generator_model),
-                     settings=generator_inputs(settings), dataset_md5=data.md5, split=split, runtime=settings.runtime)
+                     **generator_inputs(settings, data, split))
 
 
 def over_generator_seeds(settings: Settings, step_log: StepLog, run_one) -> list[dict]:

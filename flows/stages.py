@@ -11,7 +11,7 @@ import pandas as pd
 from prefect import get_run_logger
 
 from models import methods
-from models.config import GeneratorConfig, Settings
+from models.config import Settings
 from models.dataset import generator_splits
 from models.determinism import pin_runtime
 from models.digests import model_identity
@@ -45,11 +45,6 @@ def one_writer(fn):
             return fn(*args, **kwargs)
 
     return run
-
-
-def only(settings: Settings, *sections: str) -> Settings:
-    """The settings a cached step depends on, defaults elsewhere: other sections keep its cache."""
-    return Settings(**{section: getattr(settings, section) for section in sections})
 
 
 def prepare(settings: Settings, step_log: StepLog) -> tuple[DataVersion, Outputs]:
@@ -88,19 +83,18 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
         step_log["train-generator"] = "reused"
         return {"decision": "reused", "reason": reason, "version": current.version}
     step = train_generator_model.with_options(refresh_cache=True) if force else train_generator_model
-    model = run_verified(step, step_log, "train-generator", view=folder, settings=generator_inputs(settings),
-                         dataset_md5=data.md5, split=split, runtime=settings.runtime)
+    model = run_verified(step, step_log, "train-generator", view=folder, **generator_inputs(settings, data, split))
     version = register_generator(settings, data, model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
             ("train_seconds", "vae_mse", "unet_loss")}}
 
 
-def generator_inputs(settings: Settings) -> Settings:
-    """What the embedded generator's training depends on, defaults elsewhere."""
-    return only(settings, "dataset", "paths").model_copy(update={"generator": GeneratorConfig(
-        prompt=settings.generator.prompt, class_names=settings.generator.class_names,
-        embedded=settings.generator.embedded)})
+def generator_inputs(settings: Settings, data: DataVersion, split: Outputs) -> dict:
+    """What the embedded generator's training reads: the dataset, its recipe, each class's prompt."""
+    return dict(dataset=settings.dataset, embedded=settings.generator.embedded,
+                prompts=settings.prompts(split.info["classes"]), dataset_md5=data.md5, split=split,
+                runtime=settings.runtime)
 
 
 def select(settings: Settings, confusion: Outputs, split: Outputs, step_log: StepLog) -> Outputs:
@@ -126,9 +120,10 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
     edits = list(dict.fromkeys(edits))
     size = shard_size or settings.select.shard_size
     shards = [edits[i : i + size] for i in range(0, len(edits), size)]
-    common = dict(settings=only(settings, "dataset", "generator", "genie", "paths"),
-                  model_identity=model_identity(settings.generator_model), dataset_md5=data.md5, split=split,
-                  extractor=extractor, out_dir=out_dir, runtime=settings.runtime)
+    common = dict(generator=settings.generator, genie=settings.genie, model=settings.generator_model,
+                  prompts=settings.prompts(split.info["classes"]), model_identity=model_identity(settings.generator_model),
+                  dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, extractor=extractor,
+                  out_dir=out_dir, runtime=settings.runtime)
     labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]
     results = run_verified_all(generate_shard, step_log, labels, [dict(edits=shard, **common) for shard in shards],
                                parallel=settings.runner.kind == "dask")

@@ -9,11 +9,10 @@ from prefect import flow
 from flows.stages import StepLog, ensure_generator, one_writer, prepare, train_baseline
 from models import methods
 from models.architectures import sd15_pipeline
-from models.benchmarks.throughput import bench_methods, bench_reference
+from models.benchmarks.throughput import bench_methods, bench_reference, next_class_pairs
 from models.config import Settings
 from models.dataset import read_manifest
 from models.embedded_ldm import prompt_words
-from models.engine import Engine
 from tasks.editing import ada_features, make_engine
 
 
@@ -25,22 +24,20 @@ def genie_benchmark_generate(settings: Settings, arch: str = "embedded", resolut
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     classes = split.info["classes"]
-    train = read_manifest(split["manifest"]).query("split == 'train'").head(images)
-    sources = [Path(settings.dataset.path) / p for p in train["path"]]
-    targets = [classes[(classes.index(label) + 1) % len(classes)] for label in train["label"]]
+    sources, targets = next_class_pairs(read_manifest(split["manifest"]), settings.dataset.path, classes, images)
     g = settings.generator
     with tempfile.TemporaryDirectory() as folder:
         if arch == "embedded":
             ensure_generator(settings, data, split, step_log)
             classifier = train_baseline(settings, data, split, step_log)
-            engine = make_engine(settings)
-            embed, means = ada_features(settings, split, classifier)
+            engine = make_engine(g, settings.generator_model)
+            embed, means = ada_features(settings.dataset.path, split, classifier)
             rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, embed, means, g.batch_size)
         else:
             words = prompt_words([settings.prompt(c) for c in classes])
             sd15_pipeline("full" if arch == "sd15" else "tiny", resolution, words, Path(folder) / "tok").save_pretrained(
                 Path(folder) / "model")
-            engine = Engine(str(Path(folder) / "model"), g.device, g.dtype, g.steps, g.guidance, g.allow_pickle, g.compile)
+            engine = make_engine(g, str(Path(folder) / "model"))
             rows = bench_methods(engine, sources, targets, settings.prompt, settings.genie, batch_size=g.batch_size)
         if reference:
             rows.append(bench_reference(engine, sources, targets, settings.prompt,

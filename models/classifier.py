@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
-from models.config import ClassifierConfig, RuntimeConfig
+from models.config import ClassifierConfig, FinetuneConfig, RuntimeConfig
 from models.dataset import load_rgb
 from models.determinism import pin
 from models.locks import partial_path
@@ -92,6 +92,19 @@ def loader_settings(device: torch.device, workers: int | None = None) -> dict:
 
 
 Label = int | tuple[int, int, float]  # a class, or (target, source, weight of the source): a soft label
+
+
+def hard_negative_labels(generated: list[tuple[str, str, str]], classes: list[str], soft_label: float) -> list[Label]:
+    """Each generated (image, label, source class)'s training label: its label's class or, with `soft_label` w > 0,
+    (1 - w) label + w source class (Diff-Mix style)."""
+    return [classes.index(label) if soft_label == 0 or source not in classes else
+            (classes.index(label), classes.index(source), soft_label) for _, label, source in generated]
+
+
+def finetune_recipe(cfg: ClassifierConfig, finetune: FinetuneConfig) -> ClassifierConfig:
+    """The classifier's recipe with fine-tuning's epochs, learning rate and patience, from the weights it starts at."""
+    return cfg.model_copy(update={"epochs": finetune.epochs, "lr": finetune.lr, "patience": finetune.patience,
+                                  "warmup_epochs": 0, "pretrained": False})
 
 
 class Images(torch.utils.data.Dataset):

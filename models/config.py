@@ -332,6 +332,10 @@ class Settings(Strict):
     def prompt(self, label: str) -> str:
         return self.generator.prompt.format(name=self.display_name(label))
 
+    def prompts(self, classes: list[str]) -> dict[str, str]:
+        """Each class's prompt, as the generator's tasks take them."""
+        return {label: self.prompt(label) for label in classes}
+
     @property
     def registered_model(self) -> str:
         return f"{self.dataset.name}-classifier"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import get_run_logger
 
-from models.classifier import save_checkpoint, train
+from models.classifier import finetune_recipe, hard_negative_labels, save_checkpoint, train
 from models.config import ClassifierConfig, FinetuneConfig, RuntimeConfig
 from models.dataset import read_manifest, subset
 from tasks.caching import Outputs, cached_task
@@ -63,13 +63,8 @@ def finetune_classifier(
     image_size: int, base: Outputs, generated: list[tuple[str, str, str]], generated_md5: str, out_dir: Path,
     runtime: RuntimeConfig | None = None,
 ) -> Outputs:
-    """Start from the baseline's weights. A generated image is labelled with its target class or,
-    with `finetune.soft_label` w > 0, (1 - w) target + w source (Diff-Mix style)."""
-    classes = split.info["classes"]
-    w = finetune.soft_label
-    labels = [classes.index(label) if w == 0 or source not in classes else
-              (classes.index(label), classes.index(source), w) for _, label, source in generated]
+    """Start from the baseline's weights, with the generated images (hard negatives) beside the real ones."""
+    labels = hard_negative_labels(generated, split.info["classes"], finetune.soft_label)
     extra = ([Path(p) for p, _, _ in generated], labels)
-    tuned = cfg.model_copy(update={"epochs": finetune.epochs, "lr": finetune.lr, "patience": finetune.patience,
-                                   "warmup_epochs": 0, "pretrained": False})
-    return _fit(tuned, dataset_root, split, image_size, out_dir, extra, init=base["checkpoint"], runtime=runtime)
+    return _fit(finetune_recipe(cfg, finetune), dataset_root, split, image_size, out_dir, extra, init=base["checkpoint"],
+                runtime=runtime)

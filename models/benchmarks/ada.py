@@ -10,6 +10,7 @@ from PIL import Image
 
 from models.benchmarks.few_shot import paired
 from models.dataset import load_rgb, seeded_rank
+from models.edit_folder import rows_of
 from models.editing import Edit, edit_seed
 
 # (row label, method, Ada mode, sampler steps x) of the cost table, GeNIe first: the others are measured against
@@ -55,6 +56,23 @@ def ada_agreement(choices: pd.DataFrame, keys: tuple[str, ...] = ("shots", "epis
     return {"pairs": len(wide), "same": float((gap == 0).mean()), "within_0.1": float((gap <= 0.1).mean()),
             "mean_ratio_exact": float(wide["exact"].mean()), "mean_ratio_other": float(wide[other].mean()),
             "crosstab": crosstab.reset_index().rename(columns=str)}
+
+
+def choice_rows(made: dict[Edit, str], edits: list[Edit], mode: str) -> list[dict]:
+    """The r* each kept Ada edit chose (read back from its folder's manifest), one row per (source, target)."""
+    kept = [e for e in edits if e in made]
+    rows = rows_of([made[e] for e in kept])
+    return [{"mode": mode, "source": e.source, "target": e.label, "ratio": rows.at[Path(made[e]).stem, "ratio"]}
+            for e in kept]
+
+
+def metrics(facts: dict, cost: pd.DataFrame, trade_off: pd.DataFrame) -> dict[str, float]:
+    """The benchmark's figures as MLflow metrics: agreement, evaluations against GeNIe, lift over fixed r."""
+    out = {f"ada.{k}": v for k, v in facts["agreement"].items()}
+    out |= {f"ada.exact_2x_steps.{k}": v for k, v in facts["exact_2x_steps_agreement"].items()}
+    out |= {f"ada.evals_vs_genie.{row.variant.replace(' ', '_')}": row.evals_vs_genie for row in cost.itertuples()}
+    return out | {f"ada.lift.{row.variant.replace(' ', '_')}": row.lift
+                  for row in trade_off.dropna(subset="lift").itertuples()}
 
 
 def summary(agreement: dict | None) -> dict:

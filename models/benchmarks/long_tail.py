@@ -7,25 +7,14 @@ import numpy as np
 import pandas as pd
 
 from models import methods
+from models.benchmarks.consistency import consistent
 from models.benchmarks.episodes import Variant
-from models.benchmarks.results import Gap, across_ci, gap_between, mean_ci, within_ci
+from models.benchmarks.results import IMAGE_COLUMNS, Gap, across_ci, gap_between, image_rows, mean_ci, within_ci
 from models.config import Settings
 from models.editing import Edit, edits_from_selection, replicas
 
 BASELINE = "baseline (no fine-tuning)"
 METRICS = ("accuracy", "accuracy.many", "accuracy.medium", "accuracy.few")
-
-
-def long_tail_settings(replicate: Settings, seed: int) -> Settings:
-    """A benchmark replicate with a long-tailed train split drawn with its seed, its generator and its own
-    artifact folder."""
-    cfg = replicate.benchmark.long_tail
-    data = replicate.model_dump()
-    data["dataset"]["long_tail"] = {"imbalance_ratio": cfg.imbalance_ratio, "seed": seed}
-    data["generator"]["model"] = replicate.generator_model
-    data["select"] |= {"targets": "tail", "per_target": cfg.per_target}
-    data["paths"]["artifacts"] = replicate.workdir / "long-tail"
-    return Settings.model_validate(data)
 
 
 def long_tail_edits(settings: Settings, variant: Variant, selection: pd.DataFrame, manifest: pd.DataFrame) -> list[Edit]:
@@ -42,6 +31,18 @@ def long_tail_edits(settings: Settings, variant: Variant, selection: pd.DataFram
     return [edit for target, n in selection.groupby("target").size().items()
             for edit in replicas([str(root / p) for p in train.loc[train["label"] == target, "path"]], target, n,
                                  method, variant.ratio, settings.generator.seed)]
+
+
+def variant_images(made: dict[Edit, str], variant: Variant, edits: list[Edit], seed: int) -> pd.DataFrame:
+    """The variant's images of one seed, one row each, for the judge."""
+    return pd.DataFrame(image_rows(made, variant.label, edits), columns=IMAGE_COLUMNS).assign(seed=seed)
+
+
+def kept_images(verdicts: pd.DataFrame, variant: Variant, threshold: float) -> pd.DataFrame:
+    """What the variant fine-tunes on: every judged image, or with its filter those the judge finds consistent."""
+    if variant.filter and len(verdicts):
+        return verdicts[consistent(verdicts["p_label"], threshold)]
+    return verdicts
 
 
 def result_row(seed: int, label: str, metrics: dict, generated: int) -> dict:

@@ -27,18 +27,6 @@ def benchmark_dir(settings: Settings) -> Path:
     return settings.workdir / "benchmark"
 
 
-def replicate(settings: Settings, seed: int) -> Settings:
-    """Benchmark replicate `seed`, in benchmark/seed-<seed>/: the whole train split (a long tail, when the
-    night has one, would leave classes with fewer images than an episode needs; the long-tail benchmark
-    draws its own), with the embedded generator and every classifier trained from `seed`."""
-    data = settings.model_dump()
-    data["dataset"]["long_tail"]["imbalance_ratio"] = None
-    data["generator"]["embedded"]["seed"] = seed
-    data["classifier"]["seed"] = seed
-    data["paths"]["artifacts"] = benchmark_dir(settings) / f"seed-{seed}"
-    return Settings.model_validate(data)
-
-
 def slug(text: str) -> str:
     """A variant label as an MLflow metric name / folder name: 'genie r=0.5' -> 'genie_r0.5'."""
     return re.sub(r"[^\w.-]+", "_", text.replace("=", ""))

@@ -5,6 +5,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from PIL import Image
 
@@ -12,6 +13,13 @@ from models import methods
 from models.config import GenieConfig
 from models.editing import Edit, EditRunner
 from models.engine import Engine
+
+
+def next_class_pairs(manifest: pd.DataFrame, root: Path, classes: list[str], images: int) -> tuple[list[Path], list[str]]:
+    """The first `images` train images as sources, each with the next class as its target."""
+    train = manifest.query("split == 'train'").head(images)
+    return [Path(root) / p for p in train["path"]], [classes[(classes.index(label) + 1) % len(classes)]
+                                                      for label in train["label"]]
 
 
 def bench_methods(engine: Engine, sources: list[Path], targets: list[str], prompt, genie: GenieConfig, embed=None,

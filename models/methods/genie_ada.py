@@ -12,6 +12,21 @@ from models.methods import Made, Method, register
 MODES = ("fast", "exact")
 
 
+def class_means(embed, paths: list, labels: list[int], classes: list[str], load, chunk: int = 256) -> dict[str, np.ndarray]:
+    """Mean embedding of each class's images (Ada's target directions), `chunk` images at a time into per-class sums
+    and counts: memory does not grow with the data. `load` reads an image for `embed`."""
+    labels = np.asarray(labels, dtype=int)
+    sums = None
+    for i in range(0, len(paths), chunk):
+        z = embed([load(p) for p in paths[i : i + chunk]])
+        sums = np.zeros((len(classes), z.shape[1])) if sums is None else sums
+        np.add.at(sums, labels[i : i + chunk], z)  # float64 sums: the float32 means np.mean gave, to rounding
+    if sums is None:
+        return {}
+    counts = np.bincount(labels, minlength=len(classes))
+    return {label: (sums[i] / counts[i]).astype(z.dtype) for i, label in enumerate(classes)}
+
+
 def choose_ratio(source: np.ndarray, candidates: np.ndarray, target_mean: np.ndarray, ratios: list[float]):
     """The ratio just after the largest jump towards the target class.
 

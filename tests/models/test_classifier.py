@@ -6,6 +6,8 @@ from torch.utils.data import DataLoader
 from models.classifier import (
     Images,
     build_model,
+    finetune_recipe,
+    hard_negative_labels,
     load_checkpoint,
     predict,
     resolve_device,
@@ -13,7 +15,7 @@ from models.classifier import (
     train,
     transforms,
 )
-from models.config import ClassifierConfig, DatasetConfig
+from models.config import ClassifierConfig, DatasetConfig, FinetuneConfig
 from models.dataset import scan_imagefolder, split_images, subset
 from models.evaluation import class_groups, evaluate_predictions, per_class_table, plot_confusion
 
@@ -84,6 +86,17 @@ def test_soft_labels_mix_source_and_target(digits):
     with pytest.raises(ValueError, match="soft labels cannot be combined with MixUp"):
         train((paths, soft), (paths, labels), 10, 32, ClassifierConfig(model="test_resnet", epochs=1,
                                                                         augment={"mixup": 0.2}), False)
+
+
+def test_a_hard_negative_is_labelled_its_target_or_softly_towards_its_source():
+    generated = [("a.png", "8", "3"), ("b.png", "1", "7"), ("c.png", "2", "unknown")]  # (image, label, source class)
+    classes = ["1", "2", "3", "7", "8"]
+    assert hard_negative_labels(generated, classes, 0.0) == [4, 0, 1]
+    assert hard_negative_labels(generated, classes, 0.25) == [(4, 2, 0.25), (0, 3, 0.25), 1]  # no source class: hard
+    tuned = finetune_recipe(ClassifierConfig(epochs=30, lr=0.1, warmup_epochs=2, model="resnet18"),
+                            FinetuneConfig(epochs=3, lr=0.01, patience=1))
+    assert (tuned.epochs, tuned.lr, tuned.patience, tuned.warmup_epochs, tuned.pretrained) == (3, 0.01, 1, 0, False)
+    assert tuned.model == "resnet18"
 
 
 @pytest.mark.parametrize("images", [2, 3, 4, 5, 9, 13])  # below, at and above the batch, and batch * k + 1

@@ -4,7 +4,6 @@ import pytest
 from PIL import Image
 
 from models.engine import Engine, EngineError
-from models.methods.genie_ada import choose_ratio
 from tests.models.tiny_ldm import PROMPTS
 
 
@@ -32,14 +31,6 @@ def test_bad_model_paths_say_what_is_wrong(tmp_path):
         Engine(str(tmp_path / "empty"))
 
 
-def test_ada_picks_the_ratio_after_the_largest_jump():
-    source = np.array([1.0, 0.0])
-    target = np.array([0.0, 1.0])
-    candidates = np.array([[1, 0], [0.95, 0.1], [0.2, 0.9], [0.1, 0.95], [0.0, 1.0]])  # the jump: 0.6 -> 0.7
-    r, index, scores = choose_ratio(source, candidates, target, [0.5, 0.6, 0.7, 0.8, 0.9])
-    assert (r, index) == (0.7, 2)
-    v = target - source
-    assert np.allclose(scores[1], abs((candidates[2] - candidates[1]) @ v) / np.linalg.norm(v))
 
 
 def test_pickled_weights_load_only_when_allowed(tmp_path):

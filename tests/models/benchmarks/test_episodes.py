@@ -1,8 +1,7 @@
-"""The few-shot protocol and the label-consistency judge, without Prefect."""
+"""The few-shot protocol, without Prefect."""
 import numpy as np
 import pytest
 
-from models.benchmarks.consistency import consistency_table, consistent, judge
 from models.benchmarks.episodes import Variant, episode_edits, fit_and_score, sample_episodes, variants
 from models.benchmarks.results import mean_ci
 from models.config import GenieConfig
@@ -55,13 +54,3 @@ def test_logistic_regression_and_interval():
     assert fit_and_score(x, labels, centres, ["b", "a"]) == 0.0
     mean, half = mean_ci([0.5, 0.7, 0.6, 0.6])
     assert mean == pytest.approx(0.6) and half == pytest.approx(1.96 * np.std([0.5, 0.7, 0.6, 0.6]) / 2)
-
-
-def test_judge_outcomes_and_filter():
-    probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
-    verdicts = judge(probabilities, ["a", "b", "c"], labels=["a", "a", "a"], sources=["b", "b", "b"])
-    assert list(verdicts["outcome"]) == ["as label", "as source", "neither"]
-    assert list(verdicts["p_label"]) == [0.9, 0.2, 0.1]
-    assert list(consistent(verdicts["p_label"], 0.5)) == [True, False, False]
-    table = consistency_table(verdicts.assign(variant="genie"))
-    assert table.loc[0, ["as label", "as source", "neither", "images"]].tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3, 3])

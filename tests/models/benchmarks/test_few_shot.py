@@ -74,20 +74,6 @@ def test_ada_costs_its_candidates_or_its_probes_plus_r_star():
     assert fast["seconds_per_image"] == pytest.approx(0.02 + 0.15)
 
 
-def test_a_replicate_uses_the_whole_train_split_and_its_own_seeds_even_when_the_night_is_long_tailed():
-    from models.benchmarks.results import replicate
-    from models.config import load_settings
-
-    night = load_settings("missing.yaml", ["dataset.long_tail.imbalance_ratio=50", "dataset.long_tail.seed=3"])
-    one = replicate(night, 1)
-    assert one.dataset.long_tail.imbalance_ratio is None and one.dataset.long_tail.seed == 3
-    assert one.generator.embedded.seed == one.classifier.seed == 1
-    assert one.workdir.as_posix() == "artifacts/digits/benchmark/seed-1/digits"
-    assert one.generator.seed == night.generator.seed  # the edits' noise: paired across methods, as in the night
-    same = {"dataset": night.dataset, "classifier": night.classifier, "generator": night.generator, "paths": night.paths}
-    assert one.model_copy(update=same) == night  # nothing else changes
-
-
 def test_within_and_across_seed_intervals_of_a_paired_difference():
     episodes = pd.DataFrame({"seed": [0] * 4 + [1] * 4, "shots": 1, "episode": [0, 1] * 4,
                              "variant": (["a"] * 2 + ["b"] * 2) * 2, "accuracy": [0.6, 0.8, 0.5, 0.5,

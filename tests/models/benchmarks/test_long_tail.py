@@ -3,23 +3,14 @@ import pandas as pd
 import pytest
 
 from models.benchmarks.episodes import Variant
-from models.benchmarks.long_tail import long_tail_edits, long_tail_settings, paired_gap, summarise_seeds
-from models.benchmarks.results import replicate, verdict
+from models.benchmarks.long_tail import kept_images, long_tail_edits, paired_gap, summarise_seeds
+from models.benchmarks.results import verdict
 from models.config import Settings
 
 MANIFEST = pd.DataFrame({"path": ["5/a.png", "5/b.png", "6/c.png", "7/d.png"], "label": ["5", "5", "6", "7"],
                          "split": "train"})
 SELECTION = pd.DataFrame({"target": ["5", "5", "5", "6"], "source_class": ["6", "7", "6", "5"],
                           "source": ["data/6/c.png", "data/7/d.png", "data/6/e.png", "data/5/a.png"]})
-
-
-def test_each_generator_seed_gets_its_own_long_tailed_project_and_generator():
-    settings = long_tail_settings(replicate(Settings(), 2), seed=2)
-    assert settings.dataset.long_tail.imbalance_ratio == 50 and settings.dataset.long_tail.seed == 2
-    assert settings.classifier.seed == 2 and settings.select.targets == "tail"
-    assert settings.workdir.as_posix().endswith("benchmark/seed-2/digits/long-tail/digits")
-    assert settings.generator_model.endswith("benchmark/seed-2/digits/generator")  # the replicate's, not the night's
-    assert settings.generator_model != long_tail_settings(replicate(Settings(), 0), seed=0).generator_model
 
 
 def test_every_method_gets_the_selection_budget_per_class():
@@ -63,3 +54,10 @@ def test_gaps_are_paired_over_the_same_test_images_of_each_seed():
     assert few.mean == pytest.approx(0.5) and few.within > 0
     assert few.across == 0 and verdict(few) == "better than"  # both seeds gain the same
     assert paired_gap(PREDICTIONS, "genie", "txt2img") is None
+
+
+def test_a_filtered_variant_keeps_only_what_the_judge_finds_consistent():
+    verdicts = pd.DataFrame({"image": ["a", "b", "c"], "p_label": [0.9, 0.4, 0.6]})
+    assert kept_images(verdicts, Variant("genie", 0.8), 0.5).equals(verdicts)
+    assert list(kept_images(verdicts, Variant("genie", 0.8, filter=True), 0.5)["image"]) == ["a", "c"]
+    assert kept_images(verdicts.iloc[:0], Variant("genie", 0.8, filter=True), 0.5).empty

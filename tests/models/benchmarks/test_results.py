@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from models.benchmarks.results import load, mean_ci, slug, write_results
-from models.benchmarks.throughput import speedup
 
 
 def test_results_round_trip(tmp_path):
@@ -26,11 +25,3 @@ def test_interval_and_slug():
     mean, half = mean_ci([0.5, 0.7])
     assert mean == 0.6 and np.isclose(half, 1.96 * 0.1 / np.sqrt(2))
     assert slug("genie-ada+filter r=0.5") == "genie-ada_filter_r0.5"
-
-
-def test_speedup_only_compares_the_same_ratio():
-    rows = [{"method": "genie", "ratio": 0.6, "images_per_second": 40.0},
-            {"method": "genie (reference: batch 1)", "ratio": 0.6, "images_per_second": 8.0}]
-    assert speedup(rows) == 5.0
-    rows[1]["ratio"] = 0.8
-    assert speedup(rows) is None
