@@ -6,22 +6,28 @@ from models.benchmarks.episodes import Variant, variants
 from models.config import GenieConfig, load_settings
 from models.editing import Edit
 
+BUILT_IN = ["img2img", "txt2img", "genie", "genie-ada"]
+
 
 def test_user_methods_simplest_first_and_steps_hidden():
-    assert methods.names() == ["img2img", "txt2img", "genie", "genie-ada"]
+    names = methods.names()
+    assert [name for name in names if name in BUILT_IN] == BUILT_IN and "ada-probe" not in names
+    rank = [(("own", "none", "other").index(methods.get(n).source), ("none", "given", "chosen").index(methods.get(n).ratio))
+            for n in names]
+    assert rank == sorted(rank)  # a class's own images, then noise, then hard negatives at a given r, a chosen r
     assert "ada-probe" in methods.names(internal=True)
     for name in ("ada-probe", "nope"):
-        with pytest.raises(ValueError, match=r"unknown method '.*' \(choose from img2img, txt2img, genie, genie-ada\)"):
+        with pytest.raises(ValueError, match=rf"unknown method '.*' \(choose from {', '.join(names)}\)$"):
             methods.get(name)
     assert methods.get("ada-probe", internal=True).internal
 
 
 def test_each_method_declares_its_source_ratio_and_label():
     genie = GenieConfig(noise_ratio=0.6, ada_ratios=(0.5, 0.7), img2img_ratios=(0.4, 0.9))
-    assert {m: methods.get(m).ratios(genie) for m in methods.names()} == {
+    assert {m: methods.get(m).ratios(genie) for m in BUILT_IN} == {
         "img2img": (0.4, 0.9), "txt2img": (None,), "genie": (0.6,), "genie-ada": (None,)}
     assert methods.get("genie").ratios(genie, sweep=True) == (0.5, 0.7)
-    made = {m: Edit.make("data/3/a.png", "3", "5", m, 0.6, 0) for m in methods.names()}
+    made = {m: Edit.make("data/3/a.png", "3", "5", m, 0.6, 0) for m in BUILT_IN}
     assert made["img2img"].label == "3" and made["genie"].label == made["genie-ada"].label == "5"
     assert made["txt2img"].source == "" and made["genie-ada"].ratio is None and made["genie"].ratio == 0.6
 
