@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser run test test-fast repro dag clean benchmarks bench-nightly bench-scale
+.PHONY: install browser postgres run test test-fast repro dag clean benchmarks bench-nightly bench-scale
 
 install: $(VENV)/.installed
 
@@ -25,12 +25,18 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (headless report check)"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# `genie stack` and its tests start PostgreSQL from Debian's binaries (GENIE_PG_BIN names another folder).
+PG_BIN ?= $(or $(GENIE_PG_BIN),/usr/lib/postgresql/15/bin)
+postgres:
+	@test -x $(PG_BIN)/initdb || { echo "installing PostgreSQL 15 (genie stack)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
+
 run: install
 	$(BIN)/genie run
 
 # Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread
 # and hands out the longest files first).
-test: install browser
+test: install browser postgres
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The inner loop: the unit tests of models/ and tasks/ (no Prefect server, no training beyond a tiny model).

@@ -9,12 +9,14 @@ import typer
 
 from flows.cli_benchmark import benchmark
 from flows.cli_options import NoWait, Params, Set, errors, run_flow, settings, show
+from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
 
 app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image classifiers, as tracked workflows.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(benchmark, name="benchmark")
+app.add_typer(stack, name="stack")
 
 
 @app.callback()

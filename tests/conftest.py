@@ -27,7 +27,8 @@ import pytest  # noqa: E402
 # collection order: --no-loadscope-reorder) end together instead of one waiting out the last long file alone.
 LONGEST_FIRST = ("flows/test_benchmark.py", "reliability/test_nights.py", "reliability/test_generation_faults.py",
                  "flows/test_pipeline.py", "flows/test_incremental.py", "reliability/test_inputs.py",
-                 "flows/test_generate.py", "flows/test_dvc.py", "flows/test_dask.py", "flows/test_schedule.py")
+                 "servers/test_stack.py", "flows/test_generate.py", "flows/test_dvc.py", "flows/test_dask.py",
+                 "flows/test_schedule.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -8,6 +8,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
+from models.benchmarks.episodes import variants
+from models.config import GenieConfig, Settings
 
 runner = CliRunner()
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",
@@ -32,7 +34,8 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     facts = json.loads((out / "results.json").read_text())
     table, episodes = pd.read_csv(out / "table.csv"), pd.read_csv(out / "episodes.csv")
     assert facts["base_classes"] == list("01234") and facts["novel_classes"] == list("56789")
-    assert len(table) == 2 * len(facts["variants"]) == 24 and set(table["episodes"]) == {4}
+    plan = variants(Settings().benchmark.few_shot.methods, GenieConfig(), sweep=True)  # every registered method
+    assert facts["variants"] == [v.label for v in plan] and len(table) == 2 * len(plan) and set(table["episodes"]) == {4}
     # two independent replicates: each generator seed trained its own generator; the night's is left alone
     assert facts["generator_seeds"] == [0, 1] and len(set(facts["generators"].values())) == 2
     assert not (project / "artifacts/digits/generator").exists()

@@ -1,0 +1,83 @@
+"""The team's servers, real and started by the project: PostgreSQL, the MLflow tracking server on it with proxied
+artifacts, the Prefect server on it. A night runs through them; down and up again, they still hold it."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.stack import Stack
+
+pytestmark = pytest.mark.servers
+GENIE = Path(sys.executable).parent / "genie"
+TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4", "classifier.epochs=1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def servers():
+    """A folder the `postgres` user can reach (pytest's own are private to their owner)."""
+    folder = Path(tempfile.mkdtemp(prefix="genie-stack-"))
+    folder.chmod(0o755)
+    stack = Stack(folder / "servers", "127.0.0.1", free_port(), free_port(), free_port())
+    yield stack
+    stack.remove()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def genie(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(GENIE), *args], cwd=cwd, env=env or os.environ.copy(), capture_output=True, text=True,
+                          timeout=900)
+
+
+def stack_command(stack: Stack, command: str) -> subprocess.CompletedProcess:
+    ports = ["--postgres-port", str(stack.postgres_port), "--mlflow-port", str(stack.mlflow_port),
+             "--prefect-port", str(stack.prefect_port)] if command == "up" else []
+    return genie("stack", command, "--folder", str(stack.root), *ports, cwd=stack.root.parent)
+
+
+def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_path):
+    up = stack_command(servers, "up")
+    assert up.returncode == 0, up.stderr
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines())
+    assert exports == servers.environment()
+    assert all(s["running"] for s in json.loads(stack_command(servers, "status").stdout).values())
+
+    # a machine of the team: its own folder and Prefect home, the servers' URLs from `eval "$(genie stack up)"`
+    env = os.environ | exports | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    night = genie("run", "--until", "baseline", *(a for kv in TINY for a in ("--set", kv)), cwd=tmp_path, env=env)
+    assert night.returncode == 0, night.stderr[-3000:]
+    client = MlflowClient(exports["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("digits-classifier", "champion")
+    generator = client.get_model_version_by_alias("digits-generator", "current")
+    assert generator.source.startswith("mlflow-artifacts:/")  # through the server, into its artifact folder
+    stored = servers.folder / "mlartifacts"
+    assert any(stored.rglob("weights.safetensors")) and any(stored.rglob("unet/*.safetensors"))
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+    lineage = json.loads(genie("lineage", "digits-classifier@champion", cwd=tmp_path, env=env).stdout)
+    assert lineage["model"] == f"digits-classifier version {champion.version}" and lineage["dataset_md5"]
+    with psycopg2.connect(servers.database_url("prefect")) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT flow.name, flow_run.state_type FROM flow_run JOIN flow ON flow.id = flow_run.flow_id")
+        assert ("genie-run", "COMPLETED") in cursor.fetchall()  # the Prefect server's own store is PostgreSQL
+    connection.close()
+
+    down = stack_command(servers, "down")
+    assert down.returncode == 0, down.stderr
+    assert not any(s["running"] for s in json.loads(stack_command(servers, "status").stdout).values())
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", servers.mlflow_port), timeout=2)
+    assert stack_command(servers, "up").returncode == 0  # the same data, served again
+    assert MlflowClient(exports["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
+        "digits-classifier", "champion").version == champion.version
