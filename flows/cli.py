@@ -12,6 +12,7 @@ from flows.cli_options import NoWait, Params, Set, errors, run_flow, settings, s
 from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
+from models.locks import locked
 
 app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image classifiers, as tracked workflows.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -85,8 +86,9 @@ def promote(version: Annotated[str, typer.Argument(help="the model version to ma
     clears a rollback mark, which otherwise keeps a version from being crowned automatically."""
     from tasks.champion import promote_by_hand
 
-    name = settings(params, set_).registered_model
-    with errors():
+    config = settings(params, set_)
+    name = config.registered_model
+    with errors(), locked(config.workdir, "genie promote"):  # not while a night of this dataset runs
         try:
             before = promote_by_hand(name, version)
         except Exception as err:  # MLflow says which version is unknown
@@ -101,10 +103,22 @@ def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the
     night promotes it again; only `genie promote VERSION` can."""
     from tasks.champion import rollback as roll_back
 
-    name = settings(params, set_).registered_model
-    with errors():
-        demoted, champion = roll_back(name, reason)
+    config = settings(params, set_)
+    with errors(), locked(config.workdir, "genie rollback"):
+        demoted, champion = roll_back(config.registered_model, reason)
+    name = config.registered_model
     typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")
+
+
+@app.command()
+def decisions(last: Annotated[int, typer.Option(help="how many, newest first")] = 10,
+              params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """The champion's decision log: each move of the alias (first, promoted, by hand, rolled back), who made it,
+    when, from which run, and the version it replaced. The alias always points where the last one put it."""
+    from tasks.champion import decision_log
+
+    with errors():
+        show(decision_log(settings(params, set_).registered_model, last))
 
 
 @app.command()

@@ -168,7 +168,7 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
         champion_test = evaluate(settings, champion, split, step_log, "evaluate-champion", workdir / "champion" / "evaluation")
     log_evaluation(run_id, champion_test, "champion.test", "champion")
     decision = promote_if_better(settings, registered["version"], challenger_test.info["metrics"],
-                                 champion.info["version"], champion_test.info["metrics"])
+                                 champion.info["version"], champion_test.info["metrics"], run_id)
     return summary | {
         "challenger_version": registered["version"],
         "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],

@@ -3,7 +3,10 @@
 decision tagged on the version it concerns."""
 from __future__ import annotations
 
+import getpass
 import json
+import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from tasks.data import DataVersion
 from tasks.registry import CHAMPION, PREVIOUS, alias_version, find_version, register_version, tag_version
 from tasks.tracking import log_params, open_run, read_spilled, spill_long
 
+DECISIONS = "decisions"  # the experiment "<model>-decisions": one run per move of `champion`, the decision log
 SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
 
 
@@ -89,9 +93,9 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
 def crown_first(settings: Settings, version: str) -> str:
     """With no champion yet, the first registered model becomes it."""
     name = settings.registered_model
-    current = alias_version(name)
+    current = agree(name)
     if current is None:
-        MlflowClient().set_registered_model_alias(name, CHAMPION, version)
+        set_champion(name, version, "first", "first model registered")
         tag_version(name, version, {"promotion": "first model registered"})
         get_run_logger().info("%s version %s is the first champion", name, version)
         return version
@@ -116,8 +120,9 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
 
 @task(name="promote")
 def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
-                      champion_metrics: dict) -> dict:
-    """Move `champion` to the challenger only when it wins on the same test data; record why."""
+                      champion_metrics: dict, run_id: str | None = None) -> dict:
+    """Move `champion` to the challenger only when it wins on the same test data, and only if the champion is still
+    the version it was compared with; record why on the challenger and, when it moves, in the decision log."""
     name = settings.registered_model
     if challenger == champion:
         return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
@@ -126,6 +131,10 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
     rolled_back = MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true"
     if promoted and rolled_back:  # a demoted version is crowned again only by hand
         promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
+    now = agree(name)  # compare and set: the champion read again just before it would move
+    if promoted and now != champion:
+        promoted, reason = False, (f"the champion moved to version {now} after version {challenger} was compared with "
+                                   f"version {champion}; not promoted")
     tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
             "compared_with_version": champion, "champion_test_accuracy": f"{champion_metrics['accuracy']:.4f}",
             "challenger_test_accuracy": f"{challenger_metrics['accuracy']:.4f}"}
@@ -135,26 +144,63 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
                 tags[f"{who}_accuracy_{group}"] = f"{metrics[f'accuracy.{group}']:.4f}"
     tag_version(name, challenger, tags)
     if promoted:
-        set_champion(name, challenger)
+        set_champion(name, challenger, "promoted", reason, run_id)
     get_run_logger().info("%s version %s %s: %s", name, challenger, tags["promotion"], reason)
     return {"promoted": promoted, "reason": reason, "champion": challenger if promoted else champion}
 
 
-def set_champion(name: str, version: str) -> str | None:
-    """Point `champion` at a version, keeping the one it replaces as `previous-champion`. Moving the
-    aliases is idempotent: after a kill between the two moves, running it again finishes the job."""
+def decision_log(name: str, last: int = 20) -> list[dict]:
+    """The champion's moves, newest first: action, version, the champion it replaced, reason, who, when, run."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(f"{name}-{DECISIONS}")
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                              max_results=max(last, 20))
+    rows = sorted((run.data.tags for run in runs), key=lambda tags: int(tags["at_ns"]), reverse=True)
+    return [{key: tags.get(key, "") for key in ("action", "version", "replaced", "reason", "who", "when", "run_id")}
+            for tags in rows[:last]]
+
+
+def set_champion(name: str, version: str, action: str, reason: str, run_id: str | None = None) -> str | None:
+    """Point `champion` at a version, keeping the one it replaces as `previous-champion`: the decision is logged
+    first, then the aliases move. After a kill between the two, `agree` finishes the move."""
     client = MlflowClient()
     client.get_model_version(name, version)  # raises for an unknown version
     current = alias_version(name)
+    experiment = f"{name}-{DECISIONS}"
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    when = time.time_ns()
+    tags = {"action": action, "version": version, "replaced": current or "", "reason": reason,
+            "who": f"{getpass.getuser()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "at_ns": str(when), "run_id": run_id or ""}
+    client.set_terminated(client.create_run(experiment_id, run_name=f"{action} v{version}", tags=tags).info.run_id)
+    _move(name, version, current)
+    return current
+
+
+def _move(name: str, version: str, current: str | None) -> None:
+    client = MlflowClient()
     if current is not None and current != version:
         client.set_registered_model_alias(name, PREVIOUS, current)
     client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def agree(name: str) -> str | None:
+    """The champion, made to agree with the last logged decision (a move a kill left half done is finished)."""
+    current = alias_version(name)
+    log = decision_log(name, last=1)
+    if log and log[0]["version"] != current:
+        _move(name, log[0]["version"], log[0]["replaced"] or None)
+        return log[0]["version"]
     return current
 
 
 def promote_by_hand(name: str, version: str) -> str | None:
     """`genie promote VERSION`: crown it, clearing a rollback mark."""
-    before = set_champion(name, version)
+    agree(name)
+    before = set_champion(name, version, "promoted by hand", "genie promote")
     client = MlflowClient()
     for key in ("rolled_back", "rolled_back_reason"):
         try:
@@ -168,11 +214,11 @@ def promote_by_hand(name: str, version: str) -> str | None:
 def rollback(name: str, reason: str = "rolled back by hand") -> tuple[str, str]:
     """Give `champion` back to the previous champion; the demoted version is marked so that no night crowns
     it again automatically. Returns (demoted, champion)."""
-    previous, current = alias_version(name, PREVIOUS), alias_version(name)
+    current = agree(name)
+    previous = alias_version(name, PREVIOUS)
     if previous is None:
         raise ValueError(f"{name}: no previous champion to roll back to")
     tag_version(name, current, {"rolled_back": "true", "rolled_back_reason": reason})
-    client = MlflowClient()
-    client.set_registered_model_alias(name, CHAMPION, previous)
-    client.delete_registered_model_alias(name, PREVIOUS)
+    set_champion(name, previous, "rolled back", reason)
+    MlflowClient().delete_registered_model_alias(name, PREVIOUS)
     return current, previous

@@ -1,8 +1,12 @@
-"""The champion alias on a real MLflow store: crowned, replaced with its predecessor kept, rolled back, restored."""
+"""The champion alias on a real MLflow store: every move logged first, compare-and-set promotion, rollback,
+promotion by hand; the alias always ends where the last logged decision put it."""
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.logging import disable_run_logger
 
-from tasks.champion import promote_by_hand, rollback, set_champion
+from models.config import Settings
+from tasks import champion as champ
+from tasks.champion import agree, decision_log, promote_by_hand, promote_if_better, rollback, set_champion
 from tasks.registry import CHAMPION, PREVIOUS, alias_version, register_version
 from tasks.tracking import open_run
 
@@ -16,26 +20,56 @@ def versions(count: int) -> list[str]:
 
 def test_the_champion_moves_keeping_its_predecessor_and_rolls_back(project):
     one, two = versions(2)
-    assert set_champion(NAME, one) is None
-    assert set_champion(NAME, two) == one
+    assert set_champion(NAME, one, "first", "first model registered") is None
+    assert set_champion(NAME, two, "promoted", "better") == one
     assert (alias_version(NAME), alias_version(NAME, PREVIOUS)) == (two, one)
-    assert set_champion(NAME, two) == two and alias_version(NAME, PREVIOUS) == one  # again: nothing moves
     assert rollback(NAME, "worse on the new data") == (two, one)
     assert (alias_version(NAME), alias_version(NAME, PREVIOUS)) == (one, None)
     tags = MlflowClient().get_model_version(NAME, two).tags
     assert tags["rolled_back"] == "true" and tags["rolled_back_reason"] == "worse on the new data"
+    log = decision_log(NAME)
+    assert [(d["action"], d["version"], d["replaced"]) for d in log] == [
+        ("rolled back", one, two), ("promoted", two, one), ("first", one, "")]
+    assert log[0]["reason"] == "worse on the new data" and "@" in log[0]["who"] and log[0]["when"]
     with pytest.raises(ValueError, match="no previous champion to roll back to"):
         rollback(NAME)
 
 
 def test_promotion_by_hand_clears_the_rollback_mark(project):
     one, two = versions(2)
-    set_champion(NAME, one)
-    set_champion(NAME, two)
+    set_champion(NAME, one, "first", "")
+    set_champion(NAME, two, "promoted", "")
     rollback(NAME)
     assert promote_by_hand(NAME, two) == one
     tags = MlflowClient().get_model_version(NAME, two).tags
     assert "rolled_back" not in tags and tags["promotion"] == "promoted by hand"
     assert MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version == int(two)
+    assert decision_log(NAME, last=1)[0]["action"] == "promoted by hand"
     with pytest.raises(Exception, match="not found|RESOURCE_DOES_NOT_EXIST|does not exist"):
-        set_champion(NAME, "99")
+        set_champion(NAME, "99", "promoted", "")
+
+
+def test_a_challenger_compared_with_a_champion_that_has_since_moved_is_not_promoted(project):
+    one, two, three = versions(3)
+    set_champion(NAME, one, "first", "")
+    set_champion(NAME, two, "promoted by hand", "")  # another writer, after the night compared three with one
+    with disable_run_logger():
+        decision = promote_if_better.fn(Settings(), three, {"accuracy": 0.9}, one, {"accuracy": 0.5}, "night-run")
+    assert not decision["promoted"] and decision["champion"] == one
+    assert decision["reason"].startswith(f"the champion moved to version {two} after version {three} was compared")
+    assert alias_version(NAME) == two and MlflowClient().get_model_version(NAME, three).tags["promotion"] == "rejected"
+    with disable_run_logger():  # compared with the champion as it is now: promoted, and logged with its run
+        decision = promote_if_better.fn(Settings(), three, {"accuracy": 0.9}, two, {"accuracy": 0.5}, "night-run")
+    assert decision["promoted"] and alias_version(NAME) == three
+    assert {k: decision_log(NAME, last=1)[0][k] for k in ("action", "version", "replaced", "run_id")} == {
+        "action": "promoted", "version": three, "replaced": two, "run_id": "night-run"}
+
+
+def test_a_move_killed_after_its_log_is_finished_by_the_next_decision(project, monkeypatch):
+    one, two = versions(2)
+    set_champion(NAME, one, "first", "")
+    with monkeypatch.context() as patch:
+        patch.setattr(champ, "_move", lambda *args: None)  # killed between the log and the aliases
+        set_champion(NAME, two, "promoted", "")
+    assert alias_version(NAME) == one
+    assert agree(NAME) == two and (alias_version(NAME), alias_version(NAME, PREVIOUS)) == (two, one)
