@@ -12,7 +12,7 @@ from flows.cli_options import NoWait, Params, Set, errors, run_flow, settings, s
 from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
-from models.locks import locked
+from models.locks import exclusive
 
 app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image classifiers, as tracked workflows.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -88,7 +88,7 @@ def promote(version: Annotated[str, typer.Argument(help="the model version to ma
 
     config = settings(params, set_)
     name = config.registered_model
-    with errors(), locked(config.workdir, "genie promote"):  # not while a night of this dataset runs
+    with errors(), exclusive(config.workdir, config.dataset.name, "genie promote"):  # not while a night runs
         try:
             before = promote_by_hand(name, version)
         except Exception as err:  # MLflow says which version is unknown
@@ -104,7 +104,7 @@ def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the
     from tasks.champion import rollback as roll_back
 
     config = settings(params, set_)
-    with errors(), locked(config.workdir, "genie rollback"):
+    with errors(), exclusive(config.workdir, config.dataset.name, "genie rollback"):
         demoted, champion = roll_back(config.registered_model, reason)
     name = config.registered_model
     typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")

@@ -17,7 +17,7 @@ from models.determinism import pin_runtime
 from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
 from models.lifecycle import TrainedOn, recipe, retrain_reason
-from models.locks import locked
+from models.locks import exclusive
 from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.editing import generate_shard, sync_manifest
@@ -31,8 +31,9 @@ StepLog = dict[str, str]
 
 
 def one_writer(fn):
-    """A flow that holds its dataset's work folder for its whole run: a second one waits, saying who holds
-    it, or with `wait=False` (a parameter of the flow, where it has one) stops at once naming the holder.
+    """A flow that holds its dataset for its whole run (its work folder, and with GENIE_DATABASE_URL the dataset on
+    every machine): a second one waits, saying who holds it, or with `wait=False` (a parameter of the flow, where it
+    has one) stops at once naming the holder.
     Every flow passes here, so its process first takes the configured torch threads and kernels: what
     trains or generates in-process runs pinned, whether or not its task is handed the runtime."""
     signature = inspect.signature(fn)
@@ -41,7 +42,8 @@ def one_writer(fn):
     def run(*args, **kwargs):
         bound = signature.bind(*args, **kwargs).arguments
         pin_runtime(bound["settings"].runtime)
-        with locked(bound["settings"].workdir, fn.__name__, bound.get("wait", True)):
+        settings = bound["settings"]
+        with exclusive(settings.workdir, settings.dataset.name, fn.__name__, bound.get("wait", True)):
             return fn(*args, **kwargs)
 
     return run

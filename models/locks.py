@@ -1,14 +1,16 @@
-"""File locks that name their holder: one writer per work folder, short critical sections per manifest."""
+"""Locks that name their holder: one writer per work folder (a file lock), one per dataset across machines (a
+PostgreSQL advisory lock, where GENIE_DATABASE_URL names the team's database), short critical sections per manifest."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
 import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 WRITER = ".lock"  # held for a whole run
@@ -41,11 +43,9 @@ class Busy(RuntimeError):
 
 def holder(path: Path) -> str:
     try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
+        return _holder_text(path.read_text())
+    except OSError:
         return "another process"
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
-    return f"pid {info.get('pid')} on {info.get('host')} ({info.get('what', 'a writer')}, since {since})"
 
 
 @contextmanager
@@ -74,3 +74,62 @@ def locked(folder: Path, what: str = "", wait: bool = True, name: str = WRITER,
         yield
     finally:
         handle.close()  # closing releases the flock
+
+
+HOLDERS = """CREATE TABLE IF NOT EXISTS genie_holders (key TEXT PRIMARY KEY, holder TEXT NOT NULL)"""
+
+
+@contextmanager
+def server_locked(url: str, key: str, what: str = "", wait: bool = True,
+                  say=lambda text: print(text, file=sys.stderr)):
+    """Hold `key` across every machine that uses the database at `url`, for the block: a session-level advisory
+    lock, so a holder killed -9 (its connection closed by the kernel) or a restarted database frees it at once.
+    Busy: wait (saying once who holds it) or, with wait=False, raise Busy naming the holder."""
+    import psycopg2
+
+    number = int.from_bytes(hashlib.sha256(f"genie:{key}".encode()).digest()[:8], "big", signed=True)
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "what": what})
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(HOLDERS)
+            except psycopg2.Error:  # created by another process at the same moment
+                pass
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (number,))
+            if not cursor.fetchone()[0]:
+                cursor.execute("SELECT holder FROM genie_holders WHERE key = %s", (key,))
+                found = cursor.fetchone()
+                holder_of = _holder_text(found[0] if found else "")
+                if not wait:
+                    raise Busy(f"{key} is in use by {holder_of}; try again later or drop --no-wait")
+                say(f"waiting for {key}: in use by {holder_of}")
+                cursor.execute("SELECT pg_advisory_lock(%s)", (number,))
+            cursor.execute("INSERT INTO genie_holders VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET holder = %s",
+                           (key, me, me))
+        yield
+    finally:
+        connection.close()  # closing the session releases the lock
+
+
+def _holder_text(text: str) -> str:
+    try:
+        info = json.loads(text or "{}")
+    except ValueError:
+        return "another process"
+    if not info:
+        return "another process"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
+    return f"pid {info.get('pid')} on {info.get('host')} ({info.get('what', 'a writer')}, since {since})"
+
+
+@contextmanager
+def exclusive(folder: Path, dataset: str, what: str = "", wait: bool = True):
+    """One writer per dataset: this machine's work folder always, and every machine's when GENIE_DATABASE_URL names
+    the team's database (`genie stack up` prints it)."""
+    with ExitStack() as stack:
+        stack.enter_context(locked(folder, what, wait))
+        if os.environ.get("GENIE_DATABASE_URL"):
+            stack.enter_context(server_locked(os.environ["GENIE_DATABASE_URL"], f"dataset {dataset}", what, wait))
+        yield

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg2
@@ -14,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.stack import Stack
+from models.locks import server_locked
 
 pytestmark = pytest.mark.servers
 GENIE = Path(sys.executable).parent / "genie"
@@ -81,3 +83,30 @@ def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_pat
     assert stack_command(servers, "up").returncode == 0  # the same data, served again
     assert MlflowClient(exports["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
         "digits-classifier", "champion").version == champion.version
+
+
+HOLD = """
+import sys, time
+from models.locks import server_locked
+with server_locked(sys.argv[1], "dataset digits", "genie_run"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_one_night_per_dataset_across_machines_and_a_killed_holder_frees_it_at_once(servers, tmp_path):
+    assert stack_command(servers, "up").returncode == 0
+    url = servers.environment()["GENIE_DATABASE_URL"]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"  # another machine's night holds the dataset
+    env = os.environ | servers.environment() | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    second = genie("run", "--no-wait", cwd=tmp_path, env=env)  # its own folder: only the server lock can stop it
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1].startswith(
+        f"error: dataset digits is in use by pid {holder.pid} on {socket.gethostname()} (genie_run, since ")
+    holder.kill()  # kill -9: its session ends with it
+    holder.wait()
+    started = time.monotonic()
+    with server_locked(url, "dataset digits", "test", wait=False):
+        freed = time.monotonic() - started
+    assert freed < 5, freed
