@@ -80,6 +80,26 @@ def serve(
 
 
 @app.command()
+def deploy(
+    pool: Annotated[str, typer.Option(help="the process work pool (created if absent)")] = "genie",
+    name: Annotated[str, typer.Option(help="deployment name")] = "nightly",
+    cron: Annotated[Optional[str], typer.Option(help="cron schedule (default: schedule.cron)")] = None,
+    until: Annotated[str, typer.Option(help="last stage of each scheduled run")] = "evaluate",
+    params: Params = Path("params.yaml"), set_: Set = None,
+) -> None:
+    """The nightly deployment in a process work pool on the Prefect server (PREFECT_API_URL), for workers on any
+    machine: `GENIE_PROJECT=<project folder> prefect worker start --pool genie`. One night runs at a time (and with
+    GENIE_DATABASE_URL one per dataset across machines). `genie serve` stays for one machine."""
+    from flows.deploy import deploy_nightly
+
+    config = settings(params, set_)
+    with errors():
+        if not os.environ.get("PREFECT_API_URL"):
+            raise RuntimeError("genie deploy needs a Prefect server: `eval \"$(genie stack up)\"` or set PREFECT_API_URL")
+        show(deploy_nightly(config, pool, name, cron, params, set_ or [], until))
+
+
+@app.command()
 def promote(version: Annotated[str, typer.Argument(help="the model version to make champion")],
             params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Make a given version the champion by hand (the one it replaces becomes previous-champion); this also

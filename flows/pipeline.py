@@ -1,6 +1,7 @@
 """The nightly pipeline: prepare -> train-generator -> baseline -> select -> generate -> finetune
 -> evaluate (and promote). `until` stops after a stage, which is how dvc.yaml runs each one."""
 
+import os
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -9,6 +10,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
+from flows.environment import use_defaults
 from flows.stages import (
     StepLog,
     ensure_generator,
@@ -26,7 +28,7 @@ from tasks.caching import images_digest, run_verified
 from tasks.champion import crown_first, fetch_champion, promote_if_better, register_classifier
 from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.train import finetune_classifier
-from tasks.versioning import commit_stages, version_generated
+from tasks.versioning import commit_stages, push, version_generated
 
 STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finetune", "evaluate")
 # What decides each stage's outputs: the task modules it runs (their project imports followed) and the
@@ -89,6 +91,11 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         uncommitted = commit_stages(list(STAGES[: last + 1]))
         if uncommitted:
             logger.warning("dvc.lock not updated for %s (outputs this configuration does not make)", uncommitted)
+        generated = summary.get("generated_dvc_file")
+        pushed = push(settings.dvc.remote, [data.pointer, *([] if not generated else
+                                                            ["generate"] if generated == "dvc.lock" else [generated])])
+        if pushed:
+            logger.info("pushed the data%s to the DVC remote %s", " and the generated images" * bool(generated), pushed)
         status = "FINISHED"
     finally:
         log_files(run_id, [], "", tags={f"step.{name}": how for name, how in step_log.items()}
@@ -132,7 +139,8 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
         used.to_csv(Path(tmp) / "used.csv", index=False)
         log_files(run_id, [Path(tmp) / "used.csv"], "generated", tags={"generated_md5": generated_md5},
                   metrics={f"generated.{k}": v for k, v in totals.items()})
-    summary |= {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated": totals}
+    summary |= {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated_dvc_file": pointer.as_posix(),
+                "generated": totals}
     if last < STAGES.index("finetune"):
         return summary
 
@@ -149,6 +157,7 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     log_evaluation(run_id, challenger_test, "challenger.test", "challenger")
     lineage = {
         "generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated_dvc_file": pointer.as_posix(),
+        "dvc_remote": settings.dvc.remote.url or "none",
         "generated_images": len(generated),
         "generator": settings.generator_model, "generator_digest": model_identity(settings.generator_model),
         "selection_sha256": file_digest(selection["selection"]), "selection_artifact": f"runs:/{run_id}/selection/selection.csv",
@@ -184,9 +193,14 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
 
 @flow(name="genie-nightly")
 def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = None, until: str = "evaluate") -> dict:
-    """The scheduled entry point: reads params.yaml afresh each night, then runs the pipeline."""
+    """The scheduled entry point: reads params.yaml afresh each night, then runs the pipeline. A work pool's worker
+    starts each run in a folder of its own: GENIE_PROJECT on the worker names the project folder to run in."""
     from flows.runner import with_runner
     from models.config import load_settings
+
+    if os.environ.get("GENIE_PROJECT"):
+        os.chdir(os.environ["GENIE_PROJECT"])
+    use_defaults()
 
     settings = load_settings(params, overrides or [])
     return with_runner(genie_run, settings)(settings, until=until)

@@ -283,6 +283,16 @@ class ScheduleConfig(Strict):
     timezone: str = "UTC"
 
 
+class DvcRemoteConfig(Strict):
+    name: str = Field("team", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    url: str | None = Field(None, description="any DVC remote URL (a shared folder, s3://..., ssh://...) each night "
+                            "pushes the data and the generated images it used to; empty: nothing is pushed")
+
+
+class DvcConfig(Strict):
+    remote: DvcRemoteConfig = DvcRemoteConfig()
+
+
 class PathsConfig(Strict):
     artifacts: Path = Path("artifacts")
 
@@ -307,6 +317,7 @@ class Settings(Strict):
     finetune: FinetuneConfig = FinetuneConfig()
     promote: PromoteConfig = PromoteConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    dvc: DvcConfig = DvcConfig()
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     paths: PathsConfig = PathsConfig()
     runtime: RuntimeConfig = RuntimeConfig()

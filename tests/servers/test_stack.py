@@ -110,3 +110,30 @@ def test_one_night_per_dataset_across_machines_and_a_killed_holder_frees_it_at_o
     with server_locked(url, "dataset digits", "test", wait=False):
         freed = time.monotonic() - started
     assert freed < 5, freed
+
+
+def test_a_worker_on_another_machine_runs_the_deployed_night(servers, tmp_path):
+    assert stack_command(servers, "up").returncode == 0
+    project = tmp_path / "project"  # the worker machine's checkout; the worker itself runs from elsewhere
+    project.mkdir()
+    env = os.environ | servers.environment() | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
+    deployed = genie("deploy", "--pool", "genie-test", "--cron", "0 3 * * *", cwd=project, env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    assert json.loads(deployed.stdout)["deployment"] == "genie-nightly/nightly"
+    prefect = str(GENIE.with_name("prefect"))
+    run = subprocess.run([prefect, "deployment", "run", "genie-nightly/nightly", "--param", "until=prepare"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    worker = subprocess.run([prefect, "worker", "start", "--pool", "genie-test", "--run-once"], cwd=tmp_path,
+                            env=env | {"GENIE_PROJECT": str(project)}, capture_output=True, text=True, timeout=600)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert (project / "data.dvc").is_file() and (project / "artifacts/digits/split").is_dir()  # prepared there
+    with psycopg2.connect(servers.database_url("prefect")) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT d.entrypoint, s.schedule FROM deployment d "
+                       "JOIN deployment_schedule s ON s.deployment_id = d.id WHERE d.name = 'nightly'")
+        entrypoint, schedule = cursor.fetchone()
+        cursor.execute("SELECT state_type FROM flow_run JOIN deployment ON deployment.id = flow_run.deployment_id")
+        states = [row[0] for row in cursor.fetchall()]
+    connection.close()
+    assert entrypoint == "flows.pipeline.genie_nightly" and schedule["cron"] == "0 3 * * *"
+    assert states.count("COMPLETED") == 1 and set(states) == {"COMPLETED", "SCHEDULED"}  # the cron's next nights

@@ -26,3 +26,30 @@ def test_a_dataset_is_added_once_and_hashed_from_dvcs_state(tmp_path, monkeypatc
 
 
 _open = open
+
+
+def test_two_machines_push_to_one_remote_at_once_and_a_third_pulls_the_same_bytes(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.config import DvcRemoteConfig
+
+    remote = DvcRemoteConfig(name="team", url=str(tmp_path / "remote"))
+    machines = [tmp_path / name for name in ("a", "b")]
+    for machine in machines:  # each its own checkout of the same data, one extra image each
+        export_digits(machine / "data" / "digits")
+        (machine / "data" / "digits" / "0" / f"only-{machine.name}.png").write_bytes(
+            next((machine / "data" / "digits" / "1").glob("*.png")).read_bytes()[:-1] + machine.name.encode())
+        versioning.track(versioning.Path("data"), machine)
+    with ThreadPoolExecutor(2) as pool:  # two processes of DVC, one per checkout, at the same moment
+        assert list(pool.map(lambda m: versioning.push.fn(remote, ["data.dvc"], m), machines)) == [remote.url] * 2
+    for machine in machines:
+        third = tmp_path / f"fetch-{machine.name}"
+        third.mkdir()
+        (third / "data.dvc").write_bytes((machine / "data.dvc").read_bytes())
+        versioning.dvc("init", "--no-scm", "--quiet", cwd=third)
+        versioning.dvc("remote", "add", "--default", "team", remote.url, cwd=third)
+        versioning.dvc("pull", cwd=third)
+        fetched = sorted(p.relative_to(third) for p in (third / "data").rglob("*.png"))
+        assert fetched == sorted(p.relative_to(machine) for p in (machine / "data").rglob("*.png"))
+        assert all((third / p).read_bytes() == (machine / p).read_bytes() for p in fetched)
+    assert versioning.push.fn(DvcRemoteConfig(), ["data.dvc"], machines[0]) is None  # no remote: nothing pushed
