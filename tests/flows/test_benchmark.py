@@ -58,7 +58,8 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     for _, cost in pd.read_csv(out / "cost.csv").groupby("seed"):
         cost = cost.set_index("variant")["unet_evals_per_image"]
         assert cost["genie-ada"] == sum(cost[f"genie r={r}"] for r in (0.5, 0.6, 0.7, 0.8, 0.9))
-        assert 20 + cost["genie r=0.5"] <= cost["genie-ada-fast"] <= 20 + cost["genie r=0.9"]  # 5 probes, then r*
+        probes = 5 * GenieConfig().ada_probe_steps * 2  # 5 candidates, each probe guided (2 UNet passes a step)
+        assert probes + cost["genie r=0.5"] <= cost["genie-ada-fast"] <= probes + cost["genie r=0.9"]  # then r*
     assert set(pd.read_csv(out / "consistency.csv")["variant"]) == set(facts["variants"]) - {"none", "traditional"}
     run = MlflowClient().get_run(facts["run_id"])
     assert run.data.tags["benchmark"] == "few-shot" and "few_shot.1shot.genie-ada" in run.data.metrics
@@ -78,8 +79,9 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     assert set(costs["images"]) == {6}
     picks = pd.read_csv(out / "choices.csv")
     assert len(picks) == 18 and set(picks["ratio"]) <= {0.5, 0.6, 0.7, 0.8, 0.9}
-    fast = picks.loc[picks["mode"] == "fast", "ratio"]  # 5 probes of 2 guided steps, then r* only (4 sampler steps)
-    assert costs.loc["genie-ada fast", "unet_evals_per_image"] == 5 * 2 * 2 + (2 * (4 * fast).astype(int)).mean()
+    fast = picks.loc[picks["mode"] == "fast", "ratio"]  # 5 guided probes, then r* only (4 sampler steps)
+    probes = 5 * GenieConfig().ada_probe_steps * 2
+    assert costs.loc["genie-ada fast", "unet_evals_per_image"] == probes + (2 * (4 * fast).astype(int)).mean()
     assert costs.loc["genie-ada exact", "unet_evals_per_image"] == 2 * (2 + 2 + 2 + 3 + 3)
     trade = pd.read_csv(out / "trade_off.csv").set_index("variant")  # fixed r at every candidate, then each mode
     assert list(trade.index) == [f"genie r={r}" for r in (0.5, 0.6, 0.7, 0.8, 0.9)] + [
