@@ -45,9 +45,12 @@ def run(
     generate (hard negatives) -> finetune -> evaluate -> promote (only if the challenger wins).
     Every step is cached by content: a re-run with nothing changed recomputes nothing."""
     from flows.pipeline import genie_run
+    from flows.preflight import check_servers
     from flows.runner import with_runner
 
     config = settings(params, set_)
+    with errors():
+        check_servers(config.dvc.remote.url)
     show(run_flow(with_runner(genie_run, config), config, until=until, wait=not no_wait))
 
 

@@ -195,6 +195,7 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
 def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = None, until: str = "evaluate") -> dict:
     """The scheduled entry point: reads params.yaml afresh each night, then runs the pipeline. A work pool's worker
     starts each run in a folder of its own: GENIE_PROJECT on the worker names the project folder to run in."""
+    from flows.preflight import check_servers
     from flows.runner import with_runner
     from models.config import load_settings
 
@@ -203,4 +204,5 @@ def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = Non
     use_defaults()
 
     settings = load_settings(params, overrides or [])
+    check_servers(settings.dvc.remote.url)  # a server down: fail at once, nothing half-done
     return with_runner(genie_run, settings)(settings, until=until)

@@ -228,3 +228,4 @@ class Stack:
         """Down, then the data too."""
         self.down()
         shutil.rmtree(self.folder, ignore_errors=True)
+

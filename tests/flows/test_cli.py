@@ -43,3 +43,29 @@ def test_prepare_refuses_a_dataset_with_one_class(project):
     result = runner.invoke(app, ["prepare", "--set", "dataset.path=data/mine", "--set", "dataset.embedded=false"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith("error: dataset folder data/mine: 1 usable class(es)")
+
+
+def test_a_server_that_does_not_answer_stops_the_night_before_any_work(project, monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    cases = [
+        ("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}", [],
+         f"error: the MLflow tracking server at http://127.0.0.1:{port} (MLFLOW_TRACKING_URI) does not answer: "),
+        ("PREFECT_API_URL", f"http://127.0.0.1:{port}/api", [],
+         f"error: the Prefect server at http://127.0.0.1:{port}/api (PREFECT_API_URL) does not answer: "),
+        ("GENIE_DATABASE_URL", f"postgresql://genie:secret@127.0.0.1:{port}/genie", [],
+         f"error: the database at postgresql://genie:***@127.0.0.1:{port}/genie (GENIE_DATABASE_URL) does not answer"),
+        (None, None, ["--set", f"dvc.remote.url={project / 'no-share'}"],
+         f"error: dvc.remote.url: folder {project / 'no-share'} not found"),
+    ]
+    for variable, value, extra, said in cases:
+        with monkeypatch.context() as patch:
+            if variable:
+                patch.setenv(variable, value)
+            result = runner.invoke(app, ["run", *extra])
+        assert result.exit_code == 1 and result.output.strip().startswith(said), result.output
+        assert len(result.output.strip().splitlines()) == 1 and "secret" not in result.output
+    assert not (project / "artifacts").exists() and not (project / "data.dvc").exists()  # nothing started
