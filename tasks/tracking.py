@@ -26,6 +26,8 @@ def git_commit(root: Path = Path(".")) -> str:
     return probe.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+CONFIG = "config/settings.json"  # a pipeline run's whole configuration (Settings.model_validate reads it back)
+
 # A longer param or tag value (a list of 1,000 class names) goes whole to an artifact: MLflow cuts params at
 # 6,000 characters without a word, and no one reads such a value in its UI anyway.
 LONG = 500
@@ -80,9 +82,11 @@ def open_run(experiment: str, name: str, dataset_md5: str, tags: dict | None = N
 
 
 def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> str:
-    """Create the parent run: flattened config, git commit, dataset digest."""
+    """Create the parent run: flattened config as params and whole as an artifact, git commit, dataset digest."""
     run_id = open_run(settings.dataset.name, run_name, data.md5, {"pipeline": "genie-run"})
     log_params(run_id, settings.flat())
+    # the configuration whole, typed, as the night read it: params are strings, this loads back as Settings
+    MlflowClient().log_dict(run_id, settings.model_dump(mode="json"), CONFIG)
     return run_id
 
 

@@ -4,7 +4,7 @@ from mlflow.tracking import MlflowClient
 
 from models.config import Settings
 from tasks.data import DataVersion
-from tasks.tracking import LONG, read_spilled, spill_long, start_pipeline_run
+from tasks.tracking import CONFIG, LONG, read_spilled, spill_long, start_pipeline_run
 
 NAMES = [f"class number {i:04d}" for i in range(1000)]
 
@@ -20,6 +20,7 @@ def test_a_run_with_a_thousand_class_names_logs_them_whole(project):
     assert params[key] == f"<1000 items: see artifact params/{key}.json>"
     assert max(len(value) for value in params.values()) <= LONG
     assert mlflow.artifacts.load_dict(f"runs:/{run_id}/params/{key}.json") == NAMES
+    assert Settings.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONFIG}")) == settings  # whole, typed
 
 
 def test_class_names_as_a_tag_read_back_at_any_count(project):
