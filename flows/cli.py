@@ -127,9 +127,9 @@ def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the
     from tasks.champion import rollback as roll_back
 
     config = settings(params, set_)
-    with errors(), exclusive(config.workdir, config.dataset.name, "genie rollback"):
-        demoted, champion = roll_back(config.registered_model, reason)
     name = config.registered_model
+    with errors(), exclusive(config.workdir, config.dataset.name, "genie rollback"):
+        demoted, champion = roll_back(name, reason)
     typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")
 
 

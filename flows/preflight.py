@@ -20,19 +20,24 @@ def _shown(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
 
 
+def unanswered(url: str, timeout: float = 5) -> str | None:
+    """Why an HTTP health URL does not answer with success, or None when it does."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return None
+    except (OSError, ValueError) as err:  # urllib's HTTPError (a status >= 400) is an OSError too
+        return str(getattr(err, "reason", err))
+
+
 def check_servers(dvc_remote: str | None = None, timeout: float = 5) -> None:
     """Before any work starts: each server the environment names answers, and a folder DVC remote exists; else one
     line naming what and where (Unreachable), with nothing run or registered."""
     for variable, what, path in (("MLFLOW_TRACKING_URI", "the MLflow tracking server", "/health"),
                                  ("PREFECT_API_URL", "the Prefect server", "/health")):
         url = os.environ.get(variable, "")
-        if url.startswith(("http://", "https://")):
-            try:
-                with urllib.request.urlopen(url.rstrip("/") + path, timeout=timeout):
-                    pass
-            except (OSError, ValueError) as err:
-                raise Unreachable(f"{what} at {_shown(url)} ({variable}) does not answer: "
-                                 f"{getattr(err, 'reason', err)}") from None
+        reason = unanswered(url.rstrip("/") + path, timeout) if url.startswith(("http://", "https://")) else None
+        if reason is not None:
+            raise Unreachable(f"{what} at {_shown(url)} ({variable}) does not answer: {reason}")
     database = os.environ.get("GENIE_DATABASE_URL")
     if database:
         import psycopg2

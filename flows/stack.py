@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from flows.preflight import unanswered
 
 PG_BIN = Path(os.environ.get("GENIE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "genie"  # the database role the servers connect as (trust authentication, loopback or the team's network)
@@ -90,10 +91,10 @@ class Stack:
         if not (data / "PG_VERSION").is_file():
             data.mkdir(parents=True, exist_ok=True)
             self._log("postgres").touch()
-            if os.geteuid() == 0 and subprocess.run(self._as_owner("test", "-x", str(self.folder))).returncode:
-                raise StackError(f"PostgreSQL runs as the `postgres` user, which cannot reach {self.folder}: "
-                                 "choose a --folder it can (its parents readable by others)")
-            if os.geteuid() == 0:  # the folders it writes belong to the user it runs as
+            if os.geteuid() == 0:  # it runs as `postgres`: it must reach the folder, and own what it writes
+                if subprocess.run(self._as_owner("test", "-x", str(self.folder))).returncode:
+                    raise StackError(f"PostgreSQL runs as the `postgres` user, which cannot reach {self.folder}: "
+                                     "choose a --folder it can (its parents readable by others)")
                 owner = pwd.getpwnam("postgres")
                 for path in (data, self._log("postgres")):
                     os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -152,11 +153,7 @@ class Stack:
                 "prefect": f"http://{self.address}:{self.prefect_port}/api/health"}
 
     def _answers(self, name: str) -> bool:
-        try:
-            with urllib.request.urlopen(self._health()[name], timeout=5) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return unanswered(self._health()[name]) is None
 
     def _pid(self, name: str) -> int | None:
         try:

@@ -41,8 +41,8 @@ def one_writer(fn):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         bound = signature.bind(*args, **kwargs).arguments
-        pin_runtime(bound["settings"].runtime)
         settings = bound["settings"]
+        pin_runtime(settings.runtime)
         with exclusive(settings.workdir, settings.dataset.name, fn.__name__, bound.get("wait", True)):
             return fn(*args, **kwargs)
 

@@ -22,7 +22,7 @@ from models.promotion import decide
 from tasks.caching import Outputs
 from tasks.data import DataVersion
 from tasks.registry import CHAMPION, PREVIOUS, alias_version, find_version, register_version, tag_version
-from tasks.tracking import log_params, open_run, read_spilled, spill_long
+from tasks.tracking import experiment_id_of, log_params, open_run, read_spilled, spill_long
 
 DECISIONS = "decisions"  # the experiment "<model>-decisions": one run per move of `champion`, the decision log
 SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
@@ -168,14 +168,11 @@ def set_champion(name: str, version: str, action: str, reason: str, run_id: str 
     client = MlflowClient()
     client.get_model_version(name, version)  # raises for an unknown version
     current = alias_version(name)
-    experiment = f"{name}-{DECISIONS}"
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    when = time.time_ns()
     tags = {"action": action, "version": version, "replaced": current or "", "reason": reason,
             "who": f"{getpass.getuser()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "at_ns": str(when), "run_id": run_id or ""}
-    client.set_terminated(client.create_run(experiment_id, run_name=f"{action} v{version}", tags=tags).info.run_id)
+            "at_ns": str(time.time_ns()), "run_id": run_id or ""}
+    logged = client.create_run(experiment_id_of(f"{name}-{DECISIONS}"), run_name=f"{action} v{version}", tags=tags)
+    client.set_terminated(logged.info.run_id)
     _move(name, version, current)
     return current
 

@@ -66,6 +66,12 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
         MlflowClient().log_batch(run_id, params=texts[start : start + PARAMS_PER_BATCH])
 
 
+def experiment_id_of(name: str) -> str:
+    """The experiment called `name`, created on first use."""
+    found = MlflowClient().get_experiment_by_name(name)
+    return found.experiment_id if found else MlflowClient().create_experiment(name)
+
+
 def open_run(experiment: str, name: str, dataset_md5: str, tags: dict | None = None, parent: str | None = None) -> str:
     """The one way a run starts: in the dataset's experiment (under `parent`, where given), tagged with the code's
     commit and the data's digest. It stays open until set_terminated or a `with mlflow.start_run(run_id=...)`."""
@@ -74,8 +80,7 @@ def open_run(experiment: str, name: str, dataset_md5: str, tags: dict | None = N
         experiment_id = client.get_run(parent).info.experiment_id
         tags = {"mlflow.parentRunId": parent, **(tags or {})}
     else:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        experiment_id = experiment_id_of(experiment)
     commit = git_commit()
     tags = {"mlflow.source.git.commit": commit, "git_commit": commit, "dataset_md5": dataset_md5, **(tags or {})}
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id

@@ -6,6 +6,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tests.ports import free_port
 
 runner = CliRunner()
 
@@ -46,11 +47,7 @@ def test_prepare_refuses_a_dataset_with_one_class(project):
 
 
 def test_a_server_that_does_not_answer_stops_the_night_before_any_work(project, monkeypatch):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there
+    port = free_port()  # nothing listens there
     cases = [
         ("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}", [],
          f"error: the MLflow tracking server at http://127.0.0.1:{port} (MLFLOW_TRACKING_URI) does not answer: "),

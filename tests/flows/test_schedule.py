@@ -1,6 +1,5 @@
 """The nightly deployment on a real local Prefect server: registered with its cron, run once."""
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,14 +9,10 @@ import httpx
 import yaml
 
 from models.config import load_settings
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, seconds: float, what: str):

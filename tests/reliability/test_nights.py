@@ -4,7 +4,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from prefect.logging import disable_run_logger
 from models.classifier import classify
 from models.config import Settings
 from tasks.champion import promote_if_better
+from tests.ports import free_port
 
 NAME = "digits-classifier"
 
@@ -43,11 +43,6 @@ def test_a_last_batch_of_one_image_trains(first_night):
     assert first_night["train_images"] % first_night["batch_size"] == 1
     assert first_night["challenger_version"] and "decision" in first_night
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_champion_takes_raw_images_in_process_and_over_rest(first_night, digits):

@@ -16,16 +16,12 @@ from mlflow.tracking import MlflowClient
 
 from flows.stack import Stack
 from models.locks import server_locked
+from tests.ports import free_port
 
 pytestmark = pytest.mark.servers
 GENIE = Path(sys.executable).parent / "genie"
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4", "classifier.epochs=1"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
