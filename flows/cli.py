@@ -154,6 +154,27 @@ def lineage(reference: Annotated[str, typer.Argument(help="<model name>@<alias o
         show(trace(reference))
 
 
+@app.command()
+def reproduce(reference: Annotated[str, typer.Argument(help="<model name>@<alias or version>, "
+                                                       "e.g. digits-classifier@champion")],
+              folder: Annotated[Path, typer.Option(help="where the fetched data and the new weights go")] = Path(
+                  ".genie/reproduce"),
+              remote: Annotated[Optional[str], typer.Option(help="the DVC remote to fetch from (default: the one "
+                                                            "the version's night pushed to)")] = None) -> None:
+    """Make a registered classifier again from what its version records (data and generated images from the DVC
+    remote, generator, configuration), and print each weights digest beside the registered one; exits 1 when they
+    differ on the machine kind that trained it."""
+    from flows.local_server import start_temporary_server
+    from flows.reproduce import genie_reproduce
+
+    with errors():
+        start_temporary_server()
+        summary = genie_reproduce(reference, folder, remote)
+    show(summary)
+    if summary["verdict"].endswith("not reproducible"):
+        raise typer.Exit(1)
+
+
 @app.command("train-generator")
 def train_generator(force: Annotated[bool, typer.Option(help="retrain even where the policy would reuse")] = False,
                     params: Params = Path("params.yaml"), set_: Set = None) -> None:

@@ -37,7 +37,10 @@ def settings(params: Path, overrides: list[str] | None) -> Settings:
 
 
 def run_flow(flow, config: Settings, **kwargs):
+    from flows.local_server import start_temporary_server
+
     with errors():
+        start_temporary_server()
         return flow(config, **kwargs)
 
 

@@ -15,6 +15,7 @@ from flows.stages import (
     StepLog,
     ensure_generator,
     evaluate,
+    finetune,
     generate_selection,
     one_writer,
     prepare,
@@ -24,10 +25,9 @@ from flows.stages import (
 from models.config import Settings
 from models.dataset import read_manifest
 from models.digests import file_digest, model_identity
-from tasks.caching import images_digest, run_verified
+from tasks.caching import images_digest
 from tasks.champion import crown_first, fetch_champion, promote_if_better, register_classifier
 from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
-from tasks.train import finetune_classifier
 from tasks.versioning import commit_stages, push, version_generated
 
 STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finetune", "evaluate")
@@ -83,6 +83,7 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
     status = "FAILED"
     try:
         log_dataset(run_id, settings, data, split)
+        publish(settings, [data.pointer], "the data")
         choice = ensure_generator(settings, data, split, step_log)
         summary["generator"] = f"train-generator: {choice['decision']} ({choice['reason']})"
         logger.info("%s", summary["generator"])
@@ -91,11 +92,6 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         uncommitted = commit_stages(list(STAGES[: last + 1]))
         if uncommitted:
             logger.warning("dvc.lock not updated for %s (outputs this configuration does not make)", uncommitted)
-        generated = summary.get("generated_dvc_file")
-        pushed = push(settings.dvc.remote, [data.pointer, *([] if not generated else
-                                                            ["generate"] if generated == "dvc.lock" else [generated])])
-        if pushed:
-            logger.info("pushed the data%s to the DVC remote %s", " and the generated images" * bool(generated), pushed)
         status = "FINISHED"
     finally:
         log_files(run_id, [], "", tags={f"step.{name}": how for name, how in step_log.items()}
@@ -103,6 +99,14 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         MlflowClient().set_terminated(run_id, status)
     logger.info("%s", summary.get("decision", f"stopped after {until}"))
     return summary
+
+
+def publish(settings: Settings, targets: list[str], what: str) -> None:
+    """To the team's DVC remote, before any version that names these md5s is registered: what a version records
+    can always be fetched."""
+    pushed = push(settings.dvc.remote, targets)
+    if pushed:
+        get_run_logger().info("pushed %s to the DVC remote %s", what, pushed)
 
 
 def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, last: int) -> dict:
@@ -134,6 +138,9 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     generated, totals = generate_selection(settings, data, split, selection, baseline, step_log)
     generated_md5 = images_digest(generated)  # the images this fine-tune uses, whatever else the folder holds
     folder_md5, pointer = version_generated(workdir / "generated")
+    if pointer.name == "dvc.lock":
+        commit_stages(["generate"])  # the lock then names tonight's images, for the push
+    publish(settings, ["generate" if pointer.name == "dvc.lock" else pointer.as_posix()], "the generated images")
     used = pd.DataFrame(generated, columns=["image", "label", "source_class"])  # tonight's edits, not the folder's
     with TemporaryDirectory() as tmp:
         used.to_csv(Path(tmp) / "used.csv", index=False)
@@ -144,12 +151,7 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     if last < STAGES.index("finetune"):
         return summary
 
-    challenger = run_verified(
-        finetune_classifier, step_log, cfg=settings.classifier, finetune=settings.finetune,
-        dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-        base=baseline, generated=generated, generated_md5=generated_md5, runtime=settings.runtime,
-        view=workdir / "finetuned",
-    )
+    challenger = finetune(settings, data, split, baseline, generated, generated_md5, step_log)
     if last < STAGES.index("evaluate"):
         return summary
 

@@ -25,7 +25,7 @@ from tasks.evaluate import evaluate_classifier
 from tasks.generator import train_generator_model
 from tasks.registry import current_generator, register_generator, restore_generator
 from tasks.selection import select_hard_negatives
-from tasks.train import train_classifier
+from tasks.train import finetune_classifier, train_classifier
 
 StepLog = dict[str, str]
 
@@ -56,10 +56,29 @@ def prepare(settings: Settings, step_log: StepLog) -> tuple[DataVersion, Outputs
     return data, split
 
 
-def train_baseline(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog) -> Outputs:
-    return run_verified(train_classifier, step_log, cfg=settings.classifier, dataset_root=settings.dataset.path,
-                        dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-                        runtime=settings.runtime, view=settings.workdir / "baseline")
+def _step(task, refresh: bool):
+    """The task, or with `refresh` the task made again whatever its cache holds."""
+    return task.with_options(refresh_cache=True) if refresh else task
+
+
+def train_baseline(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog,
+                   refresh: bool = False) -> Outputs:
+    return run_verified(_step(train_classifier, refresh), step_log, "train-classifier", cfg=settings.classifier,
+                        dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split,
+                        image_size=settings.dataset.image_size, runtime=settings.runtime,
+                        view=settings.workdir / "baseline")
+
+
+def finetune(settings: Settings, data: DataVersion, split: Outputs, baseline: Outputs,
+             generated: list[tuple[str, str, str]], generated_md5: str, step_log: StepLog,
+             refresh: bool = False) -> Outputs:
+    """The challenger: the baseline fine-tuned with the hard negatives beside the real images."""
+    return run_verified(
+        _step(finetune_classifier, refresh), step_log, "finetune-classifier", cfg=settings.classifier,
+        finetune=settings.finetune, dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split,
+        image_size=settings.dataset.image_size, base=baseline, generated=generated, generated_md5=generated_md5,
+        runtime=settings.runtime, view=settings.workdir / "finetuned",
+    )
 
 
 def evaluate(settings: Settings, model: Outputs, split: Outputs, step_log: StepLog, label: str, out_dir: Path,
@@ -81,11 +100,11 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force)
     folder = Path(settings.generator_model)
     if not retrain:
-        restore_generator(current, folder)
+        restore_generator(current.source, current.digest, folder)
         step_log["train-generator"] = "reused"
         return {"decision": "reused", "reason": reason, "version": current.version}
-    step = train_generator_model.with_options(refresh_cache=True) if force else train_generator_model
-    model = run_verified(step, step_log, "train-generator", view=folder, **generator_inputs(settings, data, split))
+    model = run_verified(_step(train_generator_model, force), step_log, "train-generator", view=folder,
+                         **generator_inputs(settings, data, split))
     version = register_generator(settings, data, model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 
 import numpy as np
@@ -18,6 +19,13 @@ def thread_count(runtime: RuntimeConfig) -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return runtime.threads or torch.get_num_threads()
+
+
+def machine(runtime: RuntimeConfig) -> str:
+    """Besides the inputs, what decides a step's last bits: torch's version, the device and the thread count."""
+    device = f"cuda {torch.cuda.get_device_name()}" if torch.cuda.is_available() else f"cpu {platform.machine()}"
+    kernels = "deterministic" if runtime.deterministic else "fastest"
+    return f"torch {torch.__version__}, {device}, {thread_count(runtime)} threads, {kernels} kernels"
 
 
 def pin_runtime(runtime: RuntimeConfig) -> None:

@@ -76,6 +76,29 @@ def locked(folder: Path, what: str = "", wait: bool = True, name: str = WRITER,
         handle.close()  # closing releases the flock
 
 
+_held: dict[str, object] = {}  # key -> the open session that holds it, while server_locked's block runs
+
+
+def dataset_key(dataset: str) -> str:
+    return f"dataset {dataset}"
+
+
+def still_held(key: str) -> bool:
+    """Whether this process still holds `key` on the team's database: a restart of PostgreSQL ends the session, and
+    with it the lock, without a word to the holder. True where no server lock is held (a file lock cannot be lost)."""
+    import psycopg2
+
+    connection = _held.get(key)
+    if connection is None:
+        return True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # the same session, or an error: psycopg2 never reconnects by itself
+        return True
+    except psycopg2.Error:
+        return False
+
+
 HOLDERS = """CREATE TABLE IF NOT EXISTS genie_holders (key TEXT PRIMARY KEY, holder TEXT NOT NULL)"""
 
 
@@ -108,8 +131,10 @@ def server_locked(url: str, key: str, what: str = "", wait: bool = True,
                 cursor.execute("SELECT pg_advisory_lock(%s)", (number,))
             cursor.execute("INSERT INTO genie_holders VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET holder = %s",
                            (key, me, me))
+        _held[key] = connection
         yield
     finally:
+        _held.pop(key, None)
         connection.close()  # closing the session releases the lock
 
 
@@ -131,5 +156,5 @@ def exclusive(folder: Path, dataset: str, what: str = "", wait: bool = True):
     with ExitStack() as stack:
         stack.enter_context(locked(folder, what, wait))
         if os.environ.get("GENIE_DATABASE_URL"):
-            stack.enter_context(server_locked(os.environ["GENIE_DATABASE_URL"], f"dataset {dataset}", what, wait))
+            stack.enter_context(server_locked(os.environ["GENIE_DATABASE_URL"], dataset_key(dataset), what, wait))
         yield

@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 
 from models.classifier import load_checkpoint
 from models.config import Settings
+from models.locks import dataset_key, still_held
 from models.promotion import decide
 from tasks.caching import Outputs
 from tasks.data import DataVersion
@@ -82,6 +83,7 @@ def register_classifier(run_id: str, settings: Settings, data: DataVersion, mode
         info = log_classifier(model["checkpoint"], Path(model["checkpoint"]).parent / "pyfunc")
     parent = MlflowClient().get_run(run_id).data.tags
     tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
+            "data_dvc_file": data.pointer, "data_dvc_md5": data.pointer_md5,
             "test_accuracy": f"{metrics['accuracy']:.4f}", **classes_text,
             "pipeline_run_id": run_id, "git_commit": parent.get("git_commit", "none"), **(lineage or {})}
     version = register_version(name, info.model_uri, child, tags, model_id=info.model_id)
@@ -131,6 +133,9 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
     rolled_back = MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true"
     if promoted and rolled_back:  # a demoted version is crowned again only by hand
         promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
+    if promoted and not still_held(dataset_key(settings.dataset.name)):
+        promoted, reason = False, (f"the night lost its hold on dataset {settings.dataset.name} (the team's database "
+                                   "restarted), so another night may be deciding; not promoted")
     now = agree(name)  # compare and set: the champion read again just before it would move
     if promoted and now != champion:
         promoted, reason = False, (f"the champion moved to version {now} after version {challenger} was compared with "

@@ -20,6 +20,7 @@ class DataVersion:
     path: str
     md5: str  # the dataset's identity: DVC's md5 of dataset.path itself, not of the folder DVC tracks
     pointer: str  # the .dvc file that versions it
+    pointer_md5: str = ""  # the md5 that file records (of the whole folder it tracks): what `dvc pull` fetches
 
 
 @task(name="version-data")
@@ -33,10 +34,10 @@ def version_data(cfg: DatasetConfig) -> DataVersion:
         hint = f"the embedded digits are exported only to {DatasetConfig().path}" if cfg.embedded else \
             "set dataset.embedded: true for the embedded digits"
         raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found ({hint})")
-    _, pointer = track_dataset(cfg.path)
+    tracked_md5, pointer = track_dataset(cfg.path)
     md5 = dvc_md5(cfg.path)  # another dataset beside it in the tracked folder leaves this unchanged
     logger.info("dataset %s at DVC md5 %s (versioned by %s)", cfg.name, md5, pointer)
-    return DataVersion(cfg.path.as_posix(), md5, pointer.as_posix())
+    return DataVersion(cfg.path.as_posix(), md5, pointer.as_posix(), tracked_md5)
 
 
 def validation_cache(out_dir: Path) -> Path:

@@ -114,13 +114,13 @@ def register_generator(settings: Settings, data: DataVersion, model: Outputs, fo
     return version
 
 
-def restore_generator(current: RegisteredGenerator, folder: Path) -> None:
-    """Put the current generator's files in `folder`, unless they are already there."""
-    if folder.is_dir() and model_identity(str(folder)) == current.digest:
+def restore_generator(source: str, digest: str, folder: Path) -> None:
+    """Put a registered generator's files (from its artifact `source`) in `folder`, unless they are already there."""
+    if folder.is_dir() and model_identity(str(folder)) == digest:
         return
     partial = partial_path(folder)
     shutil.rmtree(partial, ignore_errors=True)
-    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=current.source, dst_path=str(partial)))
+    downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial)))
     shutil.rmtree(folder, ignore_errors=True)
     downloaded.rename(folder)
     shutil.rmtree(partial, ignore_errors=True)
@@ -133,16 +133,23 @@ def tag_current_generator(name: str, metrics: dict[str, float]) -> None:
         tag_version(name, current.version, {f"quality.{key}": f"{value:.4f}" for key, value in metrics.items()})
 
 
-def lineage(reference: str) -> dict:
-    """What made `<name>@<alias>` or `<name>@<version>`: data, generator, selection, config, runs."""
+def version_of(reference: str) -> ModelVersion:
+    """The version `<name>@<alias>` or `<name>@<version>` names; a ValueError in one line if there is none."""
     name, _, which = reference.partition("@")
     if not name or not which:
         raise ValueError(f"{reference!r}: expected <model name>@<alias or version>, e.g. digits-classifier@champion")
     client = MlflowClient()
     try:
-        version = client.get_model_version(name, which) if which.isdigit() else client.get_model_version_by_alias(name, which)
+        return client.get_model_version(name, which) if which.isdigit() else client.get_model_version_by_alias(name, which)
     except MlflowException as err:
         raise ValueError(f"{reference}: {err.message.splitlines()[0]}") from None
+
+
+def lineage(reference: str) -> dict:
+    """What made `<name>@<alias>` or `<name>@<version>`: data, generator, selection, config, runs."""
+    version = version_of(reference)
+    name = version.name
+    client = MlflowClient()
     pipeline_run = version.tags.get("pipeline_run_id")
     params = client.get_run(pipeline_run).data.params if pipeline_run else {}
     keys = ("role", "dataset_md5", "generated_md5", "generator", "generator_digest", "selection_sha256",

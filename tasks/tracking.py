@@ -88,7 +88,10 @@ def open_run(experiment: str, name: str, dataset_md5: str, tags: dict | None = N
 
 def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> str:
     """Create the parent run: flattened config as params and whole as an artifact, git commit, dataset digest."""
-    run_id = open_run(settings.dataset.name, run_name, data.md5, {"pipeline": "genie-run"})
+    from models.determinism import machine
+
+    run_id = open_run(settings.dataset.name, run_name, data.md5, {"pipeline": "genie-run",
+                                                                   "machine": machine(settings.runtime)})
     log_params(run_id, settings.flat())
     # the configuration whole, typed, as the night read it: params are strings, this loads back as Settings
     MlflowClient().log_dict(run_id, settings.model_dump(mode="json"), CONFIG)

@@ -5,6 +5,7 @@ import shutil
 import signal
 import time
 
+import psutil
 from PIL import Image
 
 from models.edit_folder import edits
@@ -83,3 +84,19 @@ def test_killed_three_times_then_resumed(project, genie):
     assert done["requested"] == 120 and done["existing"] >= 24  # earlier work kept
     assert_each_edit_once(project, 120, KILLED)
     assert summary(genie(*KILLED_EDITS))["generated"] == 0
+
+
+def test_a_night_killed_alone_leaves_no_process_behind(project, genie, monkeypatch):
+    """The OOM killer kills one process, not its group: nothing the night started may outlive it."""
+    monkeypatch.delenv("PREFECT_API_URL")  # one machine, no servers: Prefect's temporary server is the night's child
+    night = genie("run", background=True)
+    deadline = time.monotonic() + 120
+    children = []
+    while time.monotonic() < deadline and not any("uvicorn" in " ".join(child.cmdline()) for child in children):
+        time.sleep(0.1)
+        children = psutil.Process(night.pid).children(recursive=True)
+    assert children, "the night started no temporary server"
+    os.kill(night.pid, signal.SIGKILL)
+    night.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [" ".join(process.cmdline())[:120] for process in alive]

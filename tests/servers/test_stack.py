@@ -2,48 +2,19 @@
 artifacts, the Prefect server on it. A night runs through them; down and up again, they still hold it."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.stack import Stack
 from models.locks import server_locked
-from tests.ports import free_port
+from tests.servers.team import GENIE, genie, night_args, stack_command, summary
 
 pytestmark = pytest.mark.servers
-GENIE = Path(sys.executable).parent / "genie"
-TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4", "classifier.epochs=1"]
-
-
-
-@pytest.fixture(scope="module")
-def servers():
-    """A folder the `postgres` user can reach (pytest's own are private to their owner)."""
-    folder = Path(tempfile.mkdtemp(prefix="genie-stack-"))
-    folder.chmod(0o755)
-    stack = Stack(folder / "servers", "127.0.0.1", free_port(), free_port(), free_port())
-    yield stack
-    stack.remove()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def genie(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(GENIE), *args], cwd=cwd, env=env or os.environ.copy(), capture_output=True, text=True,
-                          timeout=900)
-
-
-def stack_command(stack: Stack, command: str) -> subprocess.CompletedProcess:
-    ports = ["--postgres-port", str(stack.postgres_port), "--mlflow-port", str(stack.mlflow_port),
-             "--prefect-port", str(stack.prefect_port)] if command == "up" else []
-    return genie("stack", command, "--folder", str(stack.root), *ports, cwd=stack.root.parent)
 
 
 def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_path):
@@ -54,17 +25,36 @@ def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_pat
     assert all(s["running"] for s in json.loads(stack_command(servers, "status").stdout).values())
 
     # a machine of the team: its own folder and Prefect home, the servers' URLs from `eval "$(genie stack up)"`
+    machine, remote = tmp_path / "machine", servers.folder.parent / "dvc-remote"  # the team's shared DVC folder
+    machine.mkdir()
+    remote.mkdir(exist_ok=True)
     env = os.environ | exports | {"PREFECT_HOME": str(tmp_path / "prefect-home")}
-    night = genie("run", "--until", "baseline", *(a for kv in TINY for a in ("--set", kv)), cwd=tmp_path, env=env)
+    night = genie(*night_args(f"dvc.remote.url={remote}"), cwd=machine, env=env)
     assert night.returncode == 0, night.stderr[-3000:]
+    challenger = summary(night)["challenger_version"]
     client = MlflowClient(exports["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("digits-classifier", "champion")
+
+    # anyone on the team, in a folder of their own with nothing in it but the servers' URLs, makes it again
+    other = tmp_path / "another-machine"
+    other.mkdir()
+    made = genie("reproduce", f"digits-classifier@{challenger}", cwd=other, env=env | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home-2")})
+    assert made.returncode == 0, made.stderr[-3000:]
+    again = json.loads(made.stdout)
+    assert again["verdict"] == "identical", again
+    for part in ("data", "baseline", "generator", "generated", "weights"):
+        assert again[part]["check"] == "identical" and again[part]["registered"] == again[part]["reproduced"], part
+    assert again["weights"]["registered"] == client.get_model_version("digits-classifier", challenger).tags[
+        "checkpoint_sha256"] and again["generated"]["images"] > 0
+    assert (other / ".genie/reproduce" / f"digits-classifier-v{challenger}/data/digits").is_dir()
+    assert not (other / "mlflow.db").exists() and not (other / "artifacts").exists()  # only its own folder
     generator = client.get_model_version_by_alias("digits-generator", "current")
     assert generator.source.startswith("mlflow-artifacts:/")  # through the server, into its artifact folder
     stored = servers.folder / "mlartifacts"
     assert any(stored.rglob("weights.safetensors")) and any(stored.rglob("unet/*.safetensors"))
-    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
-    lineage = json.loads(genie("lineage", "digits-classifier@champion", cwd=tmp_path, env=env).stdout)
+    assert not (machine / "mlruns").exists() and not (machine / "mlflow.db").exists()
+    lineage = json.loads(genie("lineage", "digits-classifier@champion", cwd=machine, env=env).stdout)
     assert lineage["model"] == f"digits-classifier version {champion.version}" and lineage["dataset_md5"]
     with psycopg2.connect(servers.database_url("prefect")) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT flow.name, flow_run.state_type FROM flow_run JOIN flow ON flow.id = flow_run.flow_id")
