@@ -162,11 +162,11 @@ def version_generated(folder: Path, root: Path = Path(".")) -> tuple[str, Path]:
 
 @task(name="dvc-push")
 def push(remote: DvcRemoteConfig, targets: list[str], root: Path = Path(".")) -> str | None:
-    """Push `targets` (.dvc files, dvc.yaml stages) to the team's remote, configured in the project's .dvc/config.
+    """Push `targets` (.dvc files, dvc.yaml stages) to the team's remote, configured in the project's .dvc/config.local.
     DVC's objects are named by their md5, so pushes from several machines at once write the same bytes to the same
     names. Returns the remote's URL, or None when none is configured or DVC holds the repository (a `dvc repro`)."""
     if not remote.url or os.environ.get("DVC_STAGE"):
         return None
-    dvc("remote", "add", "--force", remote.name, remote.url, cwd=root)
+    dvc("remote", "add", "--local", "--force", remote.name, remote.url, cwd=root)  # .dvc/config.local: git stays clean
     dvc("push", "--remote", remote.name, *targets, cwd=root)
     return remote.url
