@@ -5,7 +5,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, ensure_generator, generate_edits, one_writer, prepare, train_baseline
+from flows.stages import (
+    StepLog,
+    current_adapters,
+    ensure_generator,
+    generate_edits,
+    one_writer,
+    prepare,
+    train_baseline,
+)
 from models import methods
 from models.config import Settings
 from models.dataset import read_manifest
@@ -67,7 +75,7 @@ def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 
     classifier = train_baseline(settings, data, split, step_log)
     metrics = judge_generator(settings.generator, settings.generator_model, settings.prompts(split.info["classes"]),
                               settings.dataset.path, split, classifier, settings.workdir / "generated",
-                              samples_per_class, pairs)
+                              samples_per_class, pairs, adapters=current_adapters(settings, split.info["classes"]))
     tag_current_generator(settings.registered_generator, metrics)
     run_id = record_run(settings, data, "generator-quality",
                         params={"generator": settings.generator_model, "samples_per_class": samples_per_class,

@@ -35,7 +35,7 @@ STAGES = ("prepare", "train-generator", "baseline", "select", "generate", "finet
 # configuration it reads. dvc.yaml lists exactly these as the stage's deps and params (tests/flows/test_dvc.py).
 STAGE_TASKS = {
     "prepare": ("tasks.data",),
-    "train-generator": ("tasks.generator", "tasks.registry"),
+    "train-generator": ("tasks.generator", "tasks.registry", "tasks.adapters"),
     "baseline": ("tasks.train", "tasks.evaluate"),
     "select": ("tasks.evaluate", "tasks.selection"),
     "generate": ("tasks.editing",),
@@ -45,7 +45,7 @@ STAGE_TASKS = {
 STAGE_PARAMS = {
     "prepare": ("dataset",),
     "train-generator": ("dataset", "generator.prompt", "generator.class_names", "generator.embedded",
-                        "generator.retrain"),
+                        "generator.retrain", "generator.adapt", "generator.adapter"),
     "baseline": ("dataset", "classifier", "evaluate"),
     "select": ("dataset", "evaluate", "select.targets", "select.n_weakest", "select.k_confused", "select.per_target",
                "select.seed"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import time
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from prefect import get_run_logger
 
 from models import methods
 from models.config import Settings
-from models.dataset import generator_splits
+from models.dataset import generator_splits, read_manifest, subset
 from models.determinism import pin_runtime
 from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
 from models.lifecycle import TrainedOn, recipe, retrain_reason
 from models.locks import exclusive
-from tasks.caching import Outputs, run_verified, run_verified_all
+from tasks.adapters import adapt_class
+from tasks.caching import Outputs, images_digest, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.editing import generate_shard, sync_manifest
 from tasks.evaluate import evaluate_classifier
@@ -28,6 +30,7 @@ from tasks.selection import select_hard_negatives
 from tasks.train import finetune_classifier, train_classifier
 
 StepLog = dict[str, str]
+ADAPTERS = "adapters"  # <workdir>/adapters/<class>: each class's adapter on the current generator
 
 
 def one_writer(fn):
@@ -91,24 +94,74 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
                      force: bool = False) -> dict:
     """The generator a night uses: the registered `current` one unless the retrain policy (or `force`)
     says train; a configured generator.model is used as it is. Returns the decision and its reason."""
-    if settings.generator.model:
-        return {"decision": "configured", "reason": settings.generator.model}
+    if settings.generator.model:  # a checkpoint knows none of the data's classes as such: `new` adapts them all
+        return {"decision": "configured", "reason": settings.generator.model,
+                "adapted": adapt_classes(settings, split, step_log)}
     counts = split.info["counts"]
     images = sum(n for name in generator_splits(settings.dataset) for n in counts.get(name, {}).values())
     now = TrainedOn(tuple(split.info["classes"]), images, recipe(settings), time.time())
     current = current_generator(settings.registered_generator)
-    retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force)
+    adapt = settings.generator.adapt != "none"
+    retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force, adapt)
     folder = Path(settings.generator_model)
     if not retrain:
         restore_generator(current.source, current.digest, folder)
         step_log["train-generator"] = "reused"
-        return {"decision": "reused", "reason": reason, "version": current.version}
+        adapted = adapt_classes(settings, split, step_log, current.trained_on.classes)
+        return {"decision": "reused", "reason": reason, "version": current.version, "adapted": adapted}
     model = run_verified(_step(train_generator_model, force), step_log, "train-generator", view=folder,
                          **generator_inputs(settings, data, split))
     version = register_generator(settings, data, model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
-            ("train_seconds", "vae_mse", "unet_loss")}}
+            ("train_seconds", "vae_mse", "unet_loss")}, "adapted": adapt_classes(settings, split, step_log, now.classes)}
+
+
+def adapt_classes(settings: Settings, split: Outputs, step_log: StepLog, known: tuple[str, ...] = ()) -> list[str]:
+    """The classes generator.adapter.classes names (`new`: those not in `known`, the classes the base generator
+    learnt) taught to it (generator.adapt), each a cached task whose adapter lands in <workdir>/adapters/<class>.
+    A class with too few train images keeps its plain prompt, said in one line. Returns the classes adapted."""
+    g = settings.generator
+    if g.adapt == "none":
+        return []
+    classes = split.info["classes"]
+    chosen = g.adapter.classes
+    wanted = classes if chosen == "all" else [c for c in classes if c not in known] if chosen == "new" else \
+        [c for c in chosen if c in classes]
+    manifest = read_manifest(split["manifest"])
+    identity = model_identity(settings.generator_model)
+    adapted = []
+    for label in wanted:
+        paths, _ = subset(manifest[manifest["label"] == label], settings.dataset.path,
+                          generator_splits(settings.dataset), [label])
+        if len(paths) < g.adapter.min_images:
+            get_run_logger().warning("class %s: %d train images, fewer than generator.adapter.min_images (%d): no "
+                                     "adapter, its plain prompt", label, len(paths), g.adapter.min_images)
+            continue
+        run_verified(adapt_class, step_log, f"adapt-{label}", view=settings.workdir / ADAPTERS / label, kind=g.adapt,
+                     adapter=g.adapter, prompt=g.prompt, model=settings.generator_model, model_identity=identity,
+                     class_label=label, display_name=settings.display_name(label), images=[p.as_posix() for p in paths],
+                     images_md5=images_digest([(p, label) for p in paths]), runtime=settings.runtime,
+                     allow_pickle=g.allow_pickle)
+        adapted.append(label)
+    return adapted
+
+
+def current_adapters(settings: Settings, classes: list[str]) -> tuple[tuple[str, str], ...]:
+    """(folder, digest) of each adapter under <workdir>/adapters made on the generator as it is now, for a class
+    of the data: what every method, benchmark and night loads with the generator."""
+    from models.adapters import CARD
+
+    root, identity = settings.workdir / ADAPTERS, model_identity(settings.generator_model)
+    found = []
+    for label in classes:
+        try:
+            card = json.loads((root / label / CARD).read_text())
+        except (OSError, ValueError):
+            continue
+        if card.get("base_digest") == identity:
+            found.append(((root / label).as_posix(), model_identity((root / label).as_posix())))
+    return tuple(found)
 
 
 def generator_inputs(settings: Settings, data: DataVersion, split: Outputs) -> dict:
@@ -143,6 +196,7 @@ def generate_edits(settings: Settings, data: DataVersion, split: Outputs, edits:
     shards = [edits[i : i + size] for i in range(0, len(edits), size)]
     common = dict(generator=settings.generator, genie=settings.genie, model=settings.generator_model,
                   prompts=settings.prompts(split.info["classes"]), model_identity=model_identity(settings.generator_model),
+                  adapters=current_adapters(settings, split.info["classes"]),
                   dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split, extractor=extractor,
                   out_dir=out_dir, runtime=settings.runtime)
     labels = [f"{prefix}-shard-{i}" for i in range(len(shards))]

@@ -103,6 +103,20 @@ class EmbeddedLdmConfig(Strict):
     seed: int = 0
 
 
+class AdapterConfig(Strict):
+    """How a class is taught to a generator that does not know it, from that class's train images alone."""
+
+    classes: Literal["all", "new"] | list[str] = Field(
+        "new", description="which classes get an adapter: all, new (those the base generator was not trained on), "
+        "or a list of class folders")
+    steps: int = Field(400, ge=1, description="optimizer steps per adapter")
+    lr: float = Field(3e-3, gt=0, description="learning rate of the class token and the LoRA weights")
+    rank: int = Field(8, ge=1, description="LoRA: rank of the low-rank weights")
+    batch_size: int = Field(16, ge=1)
+    min_images: int = Field(5, ge=1, description="fewer train images than this: no adapter, the plain prompt")
+    seed: int = 0
+
+
 class RetrainConfig(Strict):
     """When a night retrains the embedded generator rather than reusing the registered `current` one
     (a changed class set, prompt or budget always retrains; so does `genie train-generator --force`)."""
@@ -127,6 +141,10 @@ class GeneratorConfig(Strict):
     compile: bool = Field(False, description="torch.compile the UNet: a one-off compile, then faster steps (GPU)")
     embedded: EmbeddedLdmConfig = EmbeddedLdmConfig()
     retrain: RetrainConfig = RetrainConfig()
+    adapt: Literal["none", "textual-inversion", "lora"] = Field(
+        "lora", description="teach classes to the generator: textual-inversion learns a token per class, lora "
+        "learns low-rank UNet weights with it; a night then adapts a new class instead of retraining (docs/adapters.md)")
+    adapter: AdapterConfig = AdapterConfig()
 
     @model_validator(mode="after")
     def _template(self) -> GeneratorConfig:

@@ -79,17 +79,60 @@ class Engine:
     """Image-to-image and text-to-image over one set of loaded weights."""
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", steps: int = 25, guidance: float = 7.5,
-                 allow_pickle: bool = False, compile: bool = False):
+                 allow_pickle: bool = False, compile: bool = False, adapters: tuple[str, ...] = ()):
         from diffusers import StableDiffusionPipeline
 
         self.device, self.dtype = pick_device(device, dtype)
         self.img2img = load_img2img(model, self.device, self.dtype, allow_pickle)
+        self._load_adapters(adapters)
         self.img2img.unet = speed_up(self.img2img.unet, self.device, compile)
         self.txt2img = StableDiffusionPipeline(**self.img2img.components, requires_safety_checker=False)
         self.txt2img.set_progress_bar_config(disable=True)
         self.model, self.identity = model, model_identity(model)
         self.steps, self.guidance = steps, guidance
         self.size = self.img2img.unet.config.sample_size * self.img2img.vae_scale_factor
+
+    def _load_adapters(self, folders: tuple[str, ...]) -> None:
+        """Per-class adapters (models/adapters.py): `adapted` maps each class whose adapter loaded to its token;
+        `refused` holds one line for each that did not (its class keeps its plain prompt)."""
+        self.adapted: dict[str, str] = {}
+        self.loras: set[str] = set()
+        self.refused: list[str] = []
+        if not folders:
+            return
+        from models.adapters import LORA_FILE, AdapterError, adapter_name, load_adapter
+
+        for folder in map(Path, folders):
+            try:
+                label, token = load_adapter(self.img2img, folder)
+            except AdapterError as err:
+                self.refused.append(str(err))
+                continue
+            self.adapted[label] = token
+            if (folder / LORA_FILE).is_file():
+                self.loras.add(adapter_name(label))
+
+    def _per_lora(self, prompts: list[str], run, per: int = 1) -> Result:
+        """`run(indices)` once per LoRA adapter the prompts call for (its token in the prompt; a pipeline applies
+        one set of LoRA weights to a whole batch), the images put back in order (`per` images per prompt)."""
+        if not self.loras:
+            return run(list(range(len(prompts))))
+        groups: dict[str | None, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(next((name for name in sorted(self.loras) if f"<{name}>" in prompt), None), []).append(i)
+        images: list = [None] * (len(prompts) * per)
+        evals = 0
+        for name, indices in groups.items():
+            if name is None:
+                self.img2img.disable_lora()
+            else:
+                self.img2img.enable_lora()
+                self.img2img.set_adapters([name])
+            result = run(indices)
+            for j, i in enumerate(indices):
+                images[i * per : (i + 1) * per] = result.images[j * per : (j + 1) * per]
+            evals += result.unet_evals
+        return Result(images, evals)
 
     def _noise(self, seeds: list[int]) -> list[torch.Generator]:
         # one generator per edit: an edit's noise does not depend on what else is in its batch
@@ -109,15 +152,24 @@ class Engine:
         """Noise each source to ratio `ratio` and denoise it with its prompt (GeNIe / Img2Img)."""
         if not 0 < ratio <= 1:
             raise EngineError(f"noise ratio {ratio} outside (0, 1]")
+        return self._per_lora(prompts, lambda ix: self._edit([sources[i] for i in ix], [prompts[i] for i in ix], ratio,
+                                                             [seeds[i] for i in ix]))
+
+    def _edit(self, sources: list[Image.Image], prompts: list[str], ratio: float, seeds: list[int]) -> Result:
         output = self.img2img(
             prompt=prompts, image=self._resized(sources), strength=ratio, num_inference_steps=self.steps,
             guidance_scale=self.guidance, negative_prompt=[""] * len(prompts), generator=self._noise(seeds),
         )
         return Result(self._kept(output), len(sources) * self._passes(int(self.steps * ratio)))
 
-    @torch.no_grad()
     def probe(self, sources: list[Image.Image], prompts: list[str], ratios: list[float], seeds: list[int],
               steps: int = 1) -> Result:
+        return self._per_lora(prompts, lambda ix: self._probe([sources[i] for i in ix], [prompts[i] for i in ix],
+                                                              ratios, [seeds[i] for i in ix], steps), len(ratios))
+
+    @torch.no_grad()
+    def _probe(self, sources: list[Image.Image], prompts: list[str], ratios: list[float], seeds: list[int],
+               steps: int = 1) -> Result:
         """A cheap look at what each edit becomes at each ratio. The source is noised exactly as `edit`
         noises it (same seed, same start step); then `steps` deterministic DDIM steps, each from the
         guided estimate of the clean latent x0 = (x_t - sqrt(1 - abar_t) * eps) / sqrt(abar_t), down to
@@ -164,6 +216,9 @@ class Engine:
 
     def sample(self, prompts: list[str], seeds: list[int]) -> Result:
         """Pure text-to-image from noise (the Txt2Img baseline)."""
+        return self._per_lora(prompts, lambda ix: self._sample([prompts[i] for i in ix], [seeds[i] for i in ix]))
+
+    def _sample(self, prompts: list[str], seeds: list[int]) -> Result:
         output = self.txt2img(
             prompt=prompts, num_inference_steps=self.steps, guidance_scale=self.guidance,
             negative_prompt=[""] * len(prompts), generator=self._noise(seeds), height=self.size, width=self.size,

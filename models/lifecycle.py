@@ -19,9 +19,11 @@ class TrainedOn:
     time: float  # seconds since the epoch: when trained, or now
 
 
-def retrain_reason(current: TrainedOn | None, now: TrainedOn, policy: RetrainConfig, force: bool = False) -> tuple[bool, str]:
+def retrain_reason(current: TrainedOn | None, now: TrainedOn, policy: RetrainConfig, force: bool = False,
+                   adapt: bool = False) -> tuple[bool, str]:
     """(retrain?, why): forced, none yet, recipe or class set changed, train split moved by more than
-    `policy.max_growth`, or older than `policy.max_age_days`; otherwise reuse, saying by how little it moved."""
+    `policy.max_growth`, or older than `policy.max_age_days`; otherwise reuse, saying by how little it moved.
+    With `adapt` (generator.adapt), classes that are only added are taught to the generator, not retrained for."""
     if force:
         return True, "forced"
     if current is None:
@@ -29,8 +31,8 @@ def retrain_reason(current: TrainedOn | None, now: TrainedOn, policy: RetrainCon
     if current.recipe != now.recipe:
         return True, "recipe changed (prompt, class names, image size or training budget)"
     added, removed = sorted(set(now.classes) - set(current.classes)), sorted(set(current.classes) - set(now.classes))
-    if added or removed:
-        change = ", ".join([f"+{c}" for c in added] + [f"-{c}" for c in removed])
+    change = ", ".join([f"+{c}" for c in added] + [f"-{c}" for c in removed])
+    if removed or (added and not adapt):
         return True, f"class set changed ({change})"
     growth = now.train_images / max(1, current.train_images) - 1
     if abs(growth) > policy.max_growth:
@@ -38,7 +40,8 @@ def retrain_reason(current: TrainedOn | None, now: TrainedOn, policy: RetrainCon
     age = (now.time - current.time) / 86400
     if policy.max_age_days is not None and age > policy.max_age_days:
         return True, f"{age:.0f} days old, beyond {policy.max_age_days:g}"
-    return False, f"train split {growth:+.1%}, below {policy.max_growth:.0%}"
+    adapted = f"new classes ({change}) adapted, not retrained; " if added else ""
+    return False, f"{adapted}train split {growth:+.1%}, below {policy.max_growth:.0%}"
 
 
 def recipe(settings: Settings) -> str:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from prefect import task
+from prefect import get_run_logger, task
 
 from models.classifier import Embedder
 from models.config import GeneratorConfig, GenieConfig, RuntimeConfig
@@ -24,13 +24,22 @@ def _engine_args(g: GeneratorConfig) -> tuple:
     return g.device, g.dtype, g.steps, g.guidance, g.allow_pickle, g.compile
 
 
-def make_engine(generator: GeneratorConfig, model: str) -> Engine:
-    return Engine(model, *_engine_args(generator))
+def make_engine(generator: GeneratorConfig, model: str, adapters: tuple[tuple[str, str], ...] = ()) -> Engine:
+    return Engine(model, *_engine_args(generator), adapters=tuple(folder for folder, _ in adapters))
 
 
-@lru_cache(maxsize=1)  # keyed by the weights digest too, so retrained weights at the same path reload
-def _shared_engine(model: str, identity: str, *engine_args) -> Engine:
-    return Engine(model, *engine_args)
+@lru_cache(maxsize=1)  # keyed by the weights' and adapters' digests too, so retrained weights at the same path reload
+def _shared_engine(model: str, identity: str, adapters: tuple[tuple[str, str], ...], *engine_args) -> Engine:
+    engine = Engine(model, *engine_args, adapters=tuple(folder for folder, _ in adapters))
+    for line in engine.refused:  # that class keeps its plain prompt; the rest goes on
+        get_run_logger().warning("%s; its class keeps its plain prompt", line)
+    return engine
+
+
+def adapted_prompts(engine: Engine, template: str, prompts: dict[str, str]) -> dict[str, str]:
+    """Each class's prompt, naming the class by its learnt token where its adapter loaded."""
+    return {label: template.format(name=engine.adapted[label]) if label in engine.adapted else prompt
+            for label, prompt in prompts.items()}
 
 
 def ada_features(dataset_root: Path, split: Outputs, extractor: Outputs):
@@ -66,7 +75,8 @@ def _ada_features(checkpoint: Path, manifest: Path, classes: tuple[str, ...], da
 @cached_task(name="generate-shard")
 def generate_shard(generator: GeneratorConfig, genie: GenieConfig, model: str, prompts: dict[str, str],
                    edits: list[Edit], model_identity: str, dataset_root: Path, dataset_md5: str, split: Outputs,
-                   extractor: Outputs | None, out_dir: Path, runtime: RuntimeConfig | None = None) -> Outputs:
+                   extractor: Outputs | None, out_dir: Path, runtime: RuntimeConfig | None = None,
+                   adapters: tuple[tuple[str, str], ...] = ()) -> Outputs:
     """One shard of a selection: the unit a task runner (threads, Dask workers) schedules.
 
     Keyed by its edits, the generator's weights digest and the dataset digest; within a worker process the engine
@@ -75,8 +85,9 @@ def generate_shard(generator: GeneratorConfig, genie: GenieConfig, model: str, p
     """
     if runtime is not None:
         pin_runtime(runtime)
-    engine = _shared_engine(model, model_identity, *_engine_args(generator))
+    engine = _shared_engine(model, model_identity, tuple(adapters), *_engine_args(generator))
     embed, means = ada_features(dataset_root, split, extractor) if extractor is not None else (None, None)
+    prompts = adapted_prompts(engine, generator.prompt, prompts)
     runner = EditRunner(engine, out_dir, prompts.__getitem__, generator.batch_size, genie.ada_ratios, embed, means,
                         genie.ada_mode, genie.ada_probe_steps)
     stats = runner.run(edits, progress=False)

@@ -27,6 +27,18 @@ def test_each_reason_to_retrain():
     assert not retrain_reason(TRAINED, now(time=400 * DAY), RetrainConfig(max_age_days=None))[0]
 
 
+def test_with_adapters_an_added_class_is_adapted_but_age_growth_and_removals_still_retrain():
+    added = now(classes=(*TRAINED.classes, "10"), train_images=1100)
+    assert retrain_reason(TRAINED, added, POLICY, adapt=True) == (
+        False, "new classes (+10) adapted, not retrained; train split +10.0%, below 20%")
+    assert retrain_reason(TRAINED, now(classes=(*TRAINED.classes, "10"), train_images=1300), POLICY, adapt=True) == (
+        True, "train split +30.0%, beyond 20%")
+    assert retrain_reason(TRAINED, now(classes=(*TRAINED.classes[1:], "10")), POLICY, adapt=True) == (
+        True, "class set changed (+10, -0)")
+    assert retrain_reason(TRAINED, now(classes=(*TRAINED.classes, "10"), time=31 * DAY), POLICY, adapt=True)[0]
+    assert retrain_reason(TRAINED, added, POLICY, force=True, adapt=True) == (True, "forced")
+
+
 def test_the_recipe_names_what_shapes_a_generator_besides_its_data():
     base = Settings()
     assert recipe(base) == recipe(Settings(classifier={"epochs": 3}, generator={"steps": 10, "retrain": {"max_growth": 0.5}}))

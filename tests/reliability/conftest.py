@@ -10,7 +10,8 @@ import pytest
 
 GENIE = Path(sys.executable).parent / "genie"
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",
-        "generator.batch_size=4", "classifier.epochs=1", "finetune.epochs=1", "select.per_target=2"]
+        "generator.batch_size=4", "generator.adapter.steps=4", "classifier.epochs=1", "finetune.epochs=1",
+        "select.per_target=2"]
 
 
 @pytest.fixture(scope="module")

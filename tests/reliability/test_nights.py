@@ -124,7 +124,12 @@ def test_a_new_class_registers_the_challenger_and_skips_promotion(project, genie
     night = genie("run")
     assert night.returncode == 0, night.stderr[-3000:]
     summary = json.loads(night.stdout[night.stdout.index("{"):])
-    assert summary["generator"].startswith("train-generator: trained (class set changed (+10))")
+    # the generator is not retrained for it: the new class is taught to it (generator.adapt: lora) and named by its
+    # token wherever it is a target
+    assert summary["generator"].startswith("train-generator: reused (new classes (+10) adapted, not retrained; ")
+    card = json.loads((project / "artifacts/digits/adapters/10/adapter.json").read_text())
+    assert card["token"] == "<10>" and card["kind"] == "lora"
+    assert (project / "artifacts/digits/adapters/10/pytorch_lora_weights.safetensors").is_file()
     assert summary["decision"].startswith(f"challenger v{summary['challenger_version']} not promoted: promotion "
                                           f"skipped: champion v{summary['champion']} knows classes 0, 1, 2")
     assert summary["decision"].endswith("the data has 0, 1, 10, 2, 3, 4, 5, 6, 7, 8, 9")
