@@ -108,3 +108,16 @@ def benchmark_scale(context: typer.Context) -> None:
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "scale.py"
     runpy.run_path(str(script))["main"](context.args)
+
+
+@benchmark.command("adapt")
+def benchmark_adapt(params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """benchmark.adapt.held_out left out of the embedded generator, then taught back to it by each adapter kind
+    (generator.adapter's recipe): seconds against training the generator, and the share of text-to-image samples and
+    of GeNIe edits at benchmark.adapt.ratio (towards it, and towards the other classes) that a classifier of real
+    images names as prompted. Writes artifacts/<dataset>/benchmark/adapt/."""
+    from flows.adapt import genie_benchmark_adapt
+
+    result = run_flow(genie_benchmark_adapt, settings(params, set_))
+    show_table(result)
+    typer.echo(f"training the generator: {result['retrain_seconds']:.0f} s; of_retrain: an adapter's seconds against it")

@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from flows.environment import use_defaults
 from flows.stages import (
     StepLog,
+    current_adapters,
     ensure_generator,
     evaluate,
     finetune,
@@ -138,7 +139,7 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     generated, totals = generate_selection(settings, data, split, selection, baseline, step_log)
     generated_md5 = images_digest(generated)  # the images this fine-tune uses, whatever else the folder holds
     folder_md5, pointer = version_generated(workdir / "generated")
-    if pointer.name == "dvc.lock":
+    if settings.dvc.remote.url and pointer.name == "dvc.lock":
         commit_stages(["generate"])  # the lock then names tonight's images, for the push
     publish(settings, ["generate" if pointer.name == "dvc.lock" else pointer.as_posix()], "the generated images")
     used = pd.DataFrame(generated, columns=["image", "label", "source_class"])  # tonight's edits, not the folder's
@@ -162,6 +163,8 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
         "dvc_remote": settings.dvc.remote.url or "none",
         "generated_images": len(generated),
         "generator": settings.generator_model, "generator_digest": model_identity(settings.generator_model),
+        "adapters": ", ".join(f"{Path(folder).name}: {digest[:12]}" for folder, digest in
+                              current_adapters(settings, split.info["classes"])) or "none",
         "selection_sha256": file_digest(selection["selection"]), "selection_artifact": f"runs:/{run_id}/selection/selection.csv",
         "base_version": base["version"],
     }

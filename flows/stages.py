@@ -19,7 +19,7 @@ from models.digests import model_identity
 from models.editing import Edit, edits_from_selection
 from models.lifecycle import TrainedOn, recipe, retrain_reason
 from models.locks import exclusive
-from tasks.adapters import adapt_class
+from tasks.adapters import adapt_class, register_adapter
 from tasks.caching import Outputs, images_digest, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.editing import generate_shard, sync_manifest
@@ -96,7 +96,7 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     says train; a configured generator.model is used as it is. Returns the decision and its reason."""
     if settings.generator.model:  # a checkpoint knows none of the data's classes as such: `new` adapts them all
         return {"decision": "configured", "reason": settings.generator.model,
-                "adapted": adapt_classes(settings, split, step_log)}
+                "adapted": adapt_classes(settings, data, split, step_log)}
     counts = split.info["counts"]
     images = sum(n for name in generator_splits(settings.dataset) for n in counts.get(name, {}).values())
     now = TrainedOn(tuple(split.info["classes"]), images, recipe(settings), time.time())
@@ -107,20 +107,22 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     if not retrain:
         restore_generator(current.source, current.digest, folder)
         step_log["train-generator"] = "reused"
-        adapted = adapt_classes(settings, split, step_log, current.trained_on.classes)
+        adapted = adapt_classes(settings, data, split, step_log, current.trained_on.classes)
         return {"decision": "reused", "reason": reason, "version": current.version, "adapted": adapted}
     model = run_verified(_step(train_generator_model, force), step_log, "train-generator", view=folder,
                          **generator_inputs(settings, data, split))
     version = register_generator(settings, data, model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
-            ("train_seconds", "vae_mse", "unet_loss")}, "adapted": adapt_classes(settings, split, step_log, now.classes)}
+            ("train_seconds", "vae_mse", "unet_loss")}, "adapted": adapt_classes(settings, data, split, step_log, now.classes)}
 
 
-def adapt_classes(settings: Settings, split: Outputs, step_log: StepLog, known: tuple[str, ...] = ()) -> list[str]:
+def adapt_classes(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog,
+                  known: tuple[str, ...] = ()) -> list[str]:
     """The classes generator.adapter.classes names (`new`: those not in `known`, the classes the base generator
     learnt) taught to it (generator.adapt), each a cached task whose adapter lands in <workdir>/adapters/<class>.
-    A class with too few train images keeps its plain prompt, said in one line. Returns the classes adapted."""
+    Each is registered (`<dataset>-adapters`). A class with too few train images keeps its plain prompt, said in one
+    line. Returns the classes adapted."""
     g = settings.generator
     if g.adapt == "none":
         return []
@@ -138,11 +140,13 @@ def adapt_classes(settings: Settings, split: Outputs, step_log: StepLog, known: 
             get_run_logger().warning("class %s: %d train images, fewer than generator.adapter.min_images (%d): no "
                                      "adapter, its plain prompt", label, len(paths), g.adapter.min_images)
             continue
-        run_verified(adapt_class, step_log, f"adapt-{label}", view=settings.workdir / ADAPTERS / label, kind=g.adapt,
-                     adapter=g.adapter, prompt=g.prompt, model=settings.generator_model, model_identity=identity,
-                     class_label=label, display_name=settings.display_name(label), images=[p.as_posix() for p in paths],
-                     images_md5=images_digest([(p, label) for p in paths]), runtime=settings.runtime,
-                     allow_pickle=g.allow_pickle)
+        made = run_verified(
+            adapt_class, step_log, f"adapt-{label}", view=settings.workdir / ADAPTERS / label, kind=g.adapt,
+            adapter=g.adapter, prompt=g.prompt, model=settings.generator_model, model_identity=identity,
+            class_label=label, display_name=settings.display_name(label), images=[p.as_posix() for p in paths],
+            images_md5=images_digest([(p, label) for p in paths]), runtime=settings.runtime,
+            allow_pickle=g.allow_pickle)
+        register_adapter(settings, data, settings.workdir / ADAPTERS / label, made.info)
         adapted.append(label)
     return adapted
 

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from models.config import AdapterConfig, RuntimeConfig
 from models.determinism import pin
-from models.embedded_ldm import SCHEDULE, image_batch
 from models.locks import partial_path
 
 TOKEN_FILE = "learned_embeds.safetensors"  # diffusers' textual-inversion format: {token: embedding}
@@ -69,7 +68,9 @@ def train_adapter(pipeline, paths: list[Path], label: str, init_text: str, promp
                   cfg: AdapterConfig, runtime: RuntimeConfig | None = None, progress: bool = True) -> Adapter:
     """Teach `pipeline` (changed in place: load a fresh one per adapter) the class whose train images are `paths`.
     `prompt` is the class's prompt template ({name} becomes the token); `init_text` starts the token's embedding."""
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # diffusers: imported only where a pipeline is trained
+
+    from models.embedded_ldm import SCHEDULE, image_batch
 
     if kind not in ("textual-inversion", "lora"):
         raise AdapterError(f"generator.adapt: {kind!r} is not an adapter kind")

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -103,10 +112,14 @@ class EmbeddedLdmConfig(Strict):
     seed: int = 0
 
 
+# a class folder's name, however YAML or --set typed it (`7` reads as a number)
+ClassName = Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, int) else value)]
+
+
 class AdapterConfig(Strict):
     """How a class is taught to a generator that does not know it, from that class's train images alone."""
 
-    classes: Literal["all", "new"] | list[str] = Field(
+    classes: Literal["all", "new"] | list[ClassName] = Field(
         "new", description="which classes get an adapter: all, new (those the base generator was not trained on), "
         "or a list of class folders")
     steps: int = Field(400, ge=1, description="optimizer steps per adapter")
@@ -284,6 +297,17 @@ class AdaBenchmarkConfig(Strict):
     seed: int = 0
 
 
+class AdaptBenchmarkConfig(Strict):
+    """One class held out of the embedded generator, then taught back to it by each adapter kind."""
+
+    held_out: ClassName = Field("7", description="the class the base generator never sees")
+    kinds: tuple[Literal["textual-inversion", "lora"], ...] = Field(("textual-inversion", "lora"), min_length=1)
+    samples: int = Field(40, ge=1, description="text-to-image samples per class")
+    pairs: int = Field(45, ge=1, description="GeNIe edits towards the held-out class (and as many towards the "
+                       "others), sources from the other classes' test images")
+    ratio: float = Field(0.8, gt=0, le=1, description="the edits' noise ratio")
+
+
 class BenchmarkConfig(Strict):
     generator_seeds: tuple[int, ...] = Field(
         (0, 1, 2), min_length=1, description="independent replicates: each seed trains its own embedded generator "
@@ -292,6 +316,7 @@ class BenchmarkConfig(Strict):
     few_shot: FewShotBenchmarkConfig = Field(default_factory=FewShotBenchmarkConfig)  # built when read: its methods are those registered then
     long_tail: LongTailBenchmarkConfig = Field(default_factory=LongTailBenchmarkConfig)
     ada: AdaBenchmarkConfig = AdaBenchmarkConfig()
+    adapt: AdaptBenchmarkConfig = AdaptBenchmarkConfig()
     filter_threshold: float = Field(0.5, ge=0, lt=1, description="label-consistency filter: keep an edit when the "
                                     "real-data judge gives its target at least this probability")
     shard_size: int = Field(256, ge=1, description="edits per cached generation task")

@@ -2,6 +2,7 @@
 checkpoints and the embedded model; batched edits with a seed per edit."""
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,8 @@ class Engine:
         self.txt2img = StableDiffusionPipeline(**self.img2img.components, requires_safety_checker=False)
         self.txt2img.set_progress_bar_config(disable=True)
         self.model, self.identity = model, model_identity(model)
+        if self.adapted:  # what an edit is made with: the base weights and every adapter that loaded
+            self.identity = hashlib.sha256(" ".join([self.identity, *self._adapter_ids]).encode()).hexdigest()
         self.steps, self.guidance = steps, guidance
         self.size = self.img2img.unet.config.sample_size * self.img2img.vae_scale_factor
 
@@ -98,6 +101,7 @@ class Engine:
         self.adapted: dict[str, str] = {}
         self.loras: set[str] = set()
         self.refused: list[str] = []
+        self._adapter_ids: list[str] = []
         if not folders:
             return
         from models.adapters import LORA_FILE, AdapterError, adapter_name, load_adapter
@@ -109,6 +113,7 @@ class Engine:
                 self.refused.append(str(err))
                 continue
             self.adapted[label] = token
+            self._adapter_ids.append(model_identity(str(folder)))
             if (folder / LORA_FILE).is_file():
                 self.loras.add(adapter_name(label))
 

@@ -152,7 +152,7 @@ def lineage(reference: str) -> dict:
     client = MlflowClient()
     pipeline_run = version.tags.get("pipeline_run_id")
     params = client.get_run(pipeline_run).data.params if pipeline_run else {}
-    keys = ("role", "dataset_md5", "generated_md5", "generator", "generator_digest", "selection_sha256",
+    keys = ("role", "dataset_md5", "generated_md5", "generator", "generator_digest", "adapters", "selection_sha256",
             "selection_artifact", "git_commit", "checkpoint_sha256", "test_accuracy", "promotion", "promotion_reason",
             "weights_digest", "train_images", "recipe", "retrain_reason")
     return {

@@ -130,6 +130,8 @@ def test_a_new_class_registers_the_challenger_and_skips_promotion(project, genie
     card = json.loads((project / "artifacts/digits/adapters/10/adapter.json").read_text())
     assert card["token"] == "<10>" and card["kind"] == "lora"
     assert (project / "artifacts/digits/adapters/10/pytorch_lora_weights.safetensors").is_file()
+    registered = MlflowClient().get_model_version("digits-adapters", "1")
+    assert registered.tags["class"] == "10" and registered.tags["token"] == "<10>" and registered.tags["base_digest"]
     assert summary["decision"].startswith(f"challenger v{summary['challenger_version']} not promoted: promotion "
                                           f"skipped: champion v{summary['champion']} knows classes 0, 1, 2")
     assert summary["decision"].endswith("the data has 0, 1, 10, 2, 3, 4, 5, 6, 7, 8, 9")
