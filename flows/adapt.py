@@ -8,7 +8,7 @@ import time
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, generator_inputs, one_writer, prepare, train_baseline
+from flows.stages import StepLog, adapt_one, generator_inputs, one_writer, prepare, train_baseline
 from models.benchmarks import adapt
 from models.benchmarks.results import benchmark_dir, protocol, save_facts, write_results
 from models.classifier import classify
@@ -16,8 +16,7 @@ from models.config import Settings
 from models.dataset import read_manifest, subset
 from models.digests import model_identity
 from models.editing import EditRunner
-from tasks.adapters import adapt_class
-from tasks.caching import Outputs, images_digest, run_verified
+from tasks.caching import Outputs, run_verified
 from tasks.editing import adapted_prompts, make_engine
 from tasks.generator import train_generator_model
 from tasks.tracking import git_commit, record_run
@@ -57,12 +56,8 @@ def genie_benchmark_adapt(settings: Settings) -> dict:
     for kind in ("none", *cfg.kinds):
         seconds, folders = 0.0, ()
         if kind != "none":
-            adapter = run_verified(adapt_class, step_log, f"adapt-{kind}", view=out / kind, kind=kind,
-                                   adapter=g.adapter, prompt=g.prompt, model=base_model,
-                                   model_identity=model_identity(base_model), class_label=held,
-                                   display_name=settings.display_name(held), images=[p.as_posix() for p in images],
-                                   images_md5=images_digest([(p, held) for p in images]), runtime=settings.runtime,
-                                   allow_pickle=g.allow_pickle)
+            adapter = adapt_one(settings, step_log, f"adapt-{kind}", kind, base_model, model_identity(base_model),
+                                held, images, out / kind)
             seconds, folders = adapter.info["train_seconds"], (((out / kind).as_posix(), ""),)
         engine = make_engine(g, base_model, folders)
         prompts = adapted_prompts(engine, g.prompt, settings.prompts(classes))

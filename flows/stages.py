@@ -140,15 +140,22 @@ def adapt_classes(settings: Settings, data: DataVersion, split: Outputs, step_lo
             get_run_logger().warning("class %s: %d train images, fewer than generator.adapter.min_images (%d): no "
                                      "adapter, its plain prompt", label, len(paths), g.adapter.min_images)
             continue
-        made = run_verified(
-            adapt_class, step_log, f"adapt-{label}", view=settings.workdir / ADAPTERS / label, kind=g.adapt,
-            adapter=g.adapter, prompt=g.prompt, model=settings.generator_model, model_identity=identity,
-            class_label=label, display_name=settings.display_name(label), images=[p.as_posix() for p in paths],
-            images_md5=images_digest([(p, label) for p in paths]), runtime=settings.runtime,
-            allow_pickle=g.allow_pickle)
+        made = adapt_one(settings, step_log, f"adapt-{label}", g.adapt, settings.generator_model, identity, label,
+                         paths, settings.workdir / ADAPTERS / label)
         register_adapter(settings, data, settings.workdir / ADAPTERS / label, made.info)
         adapted.append(label)
     return adapted
+
+
+def adapt_one(settings: Settings, step_log: StepLog, step: str, kind: str, model: str, identity: str, label: str,
+              paths: list[Path], view: Path) -> Outputs:
+    """One class's adapter (generator.adapter's recipe) on the generator `model`, published to `view`."""
+    g = settings.generator
+    return run_verified(
+        adapt_class, step_log, step, view=view, kind=kind, adapter=g.adapter, prompt=g.prompt, model=model,
+        model_identity=identity, class_label=label, display_name=settings.display_name(label),
+        images=[p.as_posix() for p in paths], images_md5=images_digest([(p, label) for p in paths]),
+        runtime=settings.runtime, allow_pickle=g.allow_pickle)
 
 
 def current_adapters(settings: Settings, classes: list[str]) -> tuple[tuple[str, str], ...]:
