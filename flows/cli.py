@@ -233,11 +233,11 @@ def report(
     """One self-contained HTML page (images embedded) with the benchmarks' tables, plots, image grids, failure
     cases, costs, protocol and limits; logged to the benchmarks' MLflow runs."""
     from flows.report import genie_report
-    from models.benchmarks.results import load_both
+    from models.benchmarks.results import load_reported
 
     config = settings(params, set_)
     with errors():
-        load_both(config)  # no results: one line, before a flow starts
+        load_reported(config)  # no results: one line, before a flow starts
     show(run_flow(genie_report, config, out=out, screenshot=screenshot))
 
 

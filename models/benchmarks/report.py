@@ -263,13 +263,27 @@ def ada_benchmark_context(r: dict | None) -> dict | None:
             "crosstab": table(r.get("crosstab")), "few_shot": table(few)}
 
 
-def render_report(few: dict | None, long: dict | None, ada: dict | None = None) -> str:
-    """The page for the few-shot, long-tail and / or Ada results (as `results.load` reads them)."""
-    facts = (few or long or ada)["facts"]
+def adapt_context(r: dict | None) -> dict | None:
+    """`genie benchmark adapt`: per adapter kind, its time against a retrain and the judge's shares."""
+    if r is None:
+        return None
+    t = r["table"]
+    shown = pd.DataFrame({"adapter": t["adapter"], "prompt of the held-out class": t["prompt"],
+                          "seconds": t["seconds"].round(1), "of a retrain": (t["of_retrain"] * 100).map("{:.1f}%".format)})
+    for column, name in (("txt2img.held_out", "txt2img: held-out class"), ("txt2img.others", "txt2img: others"),
+                         ("genie.held_out", "GeNIe towards it"), ("genie.others", "GeNIe towards others")):
+        shown[name] = (t[column] * 100).map("{:.1f}%".format)
+    return {"facts": r["facts"], "table": table(shown)}
+
+
+def render_report(few: dict | None, long: dict | None, ada: dict | None = None, adapt: dict | None = None) -> str:
+    """The page for the few-shot, long-tail, Ada and / or adapters results (as `results.load` reads them)."""
+    facts = (few or long or ada or adapt)["facts"]
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
     return environment.get_template("report.html.j2").render(
         title=f"GeNIe on {facts['dataset']}: does it beat the simpler alternatives?", facts=facts,
-        runs=[r["facts"] for r in (few, long, ada) if r], few=few_shot_context(few) if few else None,
+        runs=[r["facts"] for r in (few, long, ada, adapt) if r], few=few_shot_context(few) if few else None,
         long=long_tail_context(long) if long else None, costs=cost_tables(few, long), ada=ada_benchmark_context(ada),
+        adapt=adapt_context(adapt),
     )

@@ -141,14 +141,17 @@ def load(folder: Path) -> dict | None:
     return results
 
 
-def load_both(settings: Settings) -> tuple[dict | None, dict | None]:
-    """The few-shot and long-tail results; at least one must be there."""
+REPORTED = ("few-shot", "long-tail", "ada", "adapt")
+
+
+def load_reported(settings: Settings) -> dict[str, dict | None]:
+    """The results `genie report` shows, by benchmark; at least one must be there."""
     folder = benchmark_dir(settings)
-    few, long = load(folder / "few-shot"), load(folder / "long-tail")
-    if few is None and long is None:
-        raise ValueError(f"no benchmark results under {folder}: run `genie benchmark few-shot` and/or "
-                         "`genie benchmark long-tail` first")
-    return few, long
+    results = {name: load(folder / name) for name in REPORTED}
+    if not any(results.values()):
+        raise ValueError(f"no benchmark results under {folder}: run `genie benchmark few-shot`, `long-tail`, `ada` "
+                         "or `adapt` first")
+    return results
 
 
 def cost_rows(made: dict[Edit, str], edits_of: dict[str, list[Edit]]) -> pd.DataFrame:

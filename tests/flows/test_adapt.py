@@ -28,6 +28,10 @@ def test_a_held_out_class_is_taught_back_to_the_generator(project):
     assert (out / "lora/pytorch_lora_weights.safetensors").is_file()
     facts = json.loads((out / "results.json").read_text())
     assert facts["held_out"] == "3" and facts["retrain_seconds"] > 0 and facts["run_id"]
+    report = runner.invoke(app, ["report"])  # the adapters' rows alone make a report
+    assert report.exit_code == 0, report.output
+    page = (out.parent / "report.html").read_text()
+    assert "Adapters: teaching the generator a class it never saw" in page and "a photo of a &lt;3&gt;." in page
     unknown = runner.invoke(app, ["benchmark", "adapt", "--set", "benchmark.adapt.held_out=x"])
     assert unknown.exit_code == 1 and unknown.output.strip().endswith(
         "error: benchmark.adapt.held_out: class 'x' is not in the data (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")

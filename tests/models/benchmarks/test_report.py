@@ -93,3 +93,19 @@ def test_one_benchmark_is_enough(results):
     few, long = results
     assert "Long-tail" not in render_report(few, None)
     assert "Few-shot: accuracy" not in render_report(None, long)
+
+
+def test_the_adapters_rows(results, tmp_path):
+    few, _ = results
+    table = pd.DataFrame({"adapter": ["none", "lora"], "seconds": [0.0, 39.2], "of_retrain": [0.0, 0.042],
+                          "prompt": ["a photo of a seven.", f"a photo of a <{ODD}>."], "txt2img.held_out": [0.025, 0.95],
+                          "txt2img.others": [1.0, 1.0], "genie.held_out": [0.022, 0.978], "genie.others": [0.978, 0.978]})
+    facts = few["facts"] | {"benchmark": "adapt", "held_out": ODD, "retrain_seconds": 923.0, "judge_val_accuracy": 0.994,
+                            "samples": 40, "pairs": 45, "ratio": 0.8}
+    write_results(tmp_path / "adapt", {"table": table}, facts)
+    page = render_report(None, None, adapt=load(tmp_path / "adapt"))
+    assert "Adapters: teaching the generator a class it never saw" in page and ODD not in page
+    assert re.search(r"<td>lora</td><td>a photo of a &lt;&lt;b&gt;&amp;&gt;.</td><td>39.2</td><td>4.2%</td>"
+                     r"<td>95.0%</td><td>100.0%</td><td>97.8%</td><td>97.8%</td>", page)
+    assert "(923 s)" in page and "val accuracy 0.994" in page
+    assert "Adapters" not in render_report(few, None)
