@@ -52,5 +52,7 @@ def show_table(result: dict) -> None:
     import pandas as pd
 
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 4):
-        typer.echo(pd.DataFrame(result["table"]).to_string(index=False))
+        typer.echo(pd.DataFrame(result.get("summary") or result["table"]).to_string(index=False))
+    for line in result.get("verdicts", ()):
+        typer.echo(line)
     typer.echo(f"results: {result['out_dir']} (MLflow run {result['run_id']}); render them with `genie report`")

@@ -13,6 +13,7 @@ from flows.replicates import long_tail_settings, over_generator_seeds
 from flows.stages import StepLog, evaluate, generate_edits, one_writer, select, train_baseline
 from models import methods
 from models.benchmarks.consistency import consistency_table
+from models.benchmarks.context import context_grids, context_kept, context_reader, context_table, said_verdicts, summary
 from models.benchmarks.episodes import Variant, variants
 from models.benchmarks.long_tail import (
     BASELINE,
@@ -42,9 +43,10 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     cfg, seeds = settings.benchmark.long_tail, settings.benchmark.generator_seeds
     step_log: StepLog = {}
     out = benchmark_dir(settings) / "long-tail"
-    plan = variants(cfg.methods, settings.genie)
+    plan = variants(cfg.methods, settings.genie, sweep=cfg.sweep)
     runs = over_generator_seeds(settings, step_log, functools.partial(one_replicate, plan=plan))
     tables = stacked(runs, ("per_seed", "predictions", "judged", "cost"))
+    grids = runs[0]["grids"]
     table = summarise_seeds(tables["per_seed"], tables["predictions"])
     e = settings.evaluate
     facts = protocol(runs[0]["settings"], started, git_commit(), benchmark="long-tail",
@@ -53,17 +55,21 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
                      finetune=settings.finetune.model_dump(), generators={s: r["generator"] for s, r in zip(seeds, runs)},
                      groups=f"many: > {e.many_shot} train images, medium: {e.few_shot}-{e.many_shot}, "
                             f"few: < {e.few_shot}",
-                     variants=[BASELINE, *(v.label for v in plan)], step_log=step_log)
-    files = write_results(out, {"table": table, **tables, "consistency": consistency_table(tables["judged"])}, facts)
+                     variants=[BASELINE, *(v.label for v in plan)], context_grids=grids, step_log=step_log)
+    context = context_table(tables["judged"])
+    files = write_results(out, {"table": table, **tables, "consistency": consistency_table(tables["judged"]),
+                                "context": context}, facts)
     run_id = record_run(settings, runs[0]["data"], "benchmark-long-tail",
                         params={f"long_tail.{k}": v for k, v in cfg.model_dump(mode="json").items()}
                         | {"generator_seeds": list(seeds)},
                         metrics={f"long_tail.{slug(r['variant'])}.{m}": r[f"{m}.mean"] for r in table.to_dict("records")
-                                 for m in ("accuracy", "accuracy.few") if pd.notna(r[f"{m}.mean"])},
+                                 for m in ("accuracy", "accuracy.few", "accuracy.worst_group")
+                                 if pd.notna(r[f"{m}.mean"])},
                         artifacts=files, tags={"benchmark": "long-tail"})
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("long-tail benchmark in %.0f s -> %s", time.monotonic() - started, out)
-    return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records")}
+    return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records"),
+            "summary": summary(table, context), "verdicts": said_verdicts(table, tables["predictions"], settings.genie.noise_ratio)}
 
 
 def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outputs, log: StepLog,
@@ -76,7 +82,10 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
     baseline = train_baseline(lt, data, lt_split, log)
     val = evaluate(lt, baseline, lt_split, log, "evaluate-baseline-val", lt.workdir / "baseline" / "val", "val")
     test = evaluate(lt, baseline, lt_split, log, "evaluate-baseline", lt.workdir / "baseline" / "test")
-    rows, predictions = [result_row(seed, BASELINE, test.info["metrics"], 0)], [prediction_rows(seed, BASELINE, test)]
+    contexts = dict(zip(manifest["path"], manifest["context"])) if "context" in manifest else {}
+    reader = context_reader(manifest, lt.dataset.path) if contexts else None
+    rows = [result_row(seed, BASELINE, test.info["metrics"], 0)]
+    predictions = [prediction_rows(seed, BASELINE, test, contexts)]
     judged, costs = [], []
     selection = pd.read_csv(select(lt, val, lt_split, log)["selection"], dtype=str)
     for variant in plan:
@@ -92,6 +101,8 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
         # the judge: this seed's classifier of real images only
         verdicts = kept_images(judge_images(baseline, variant_images(made, variant, edits, seed)), variant,
                                settings.benchmark.filter_threshold)
+        if reader:
+            verdicts = context_kept(verdicts, reader, manifest, lt.dataset.path)
         judged.append(verdicts)
         if not variant.filter:
             costs.append(cost_rows(made, {variant.label: edits}).assign(seed=seed))
@@ -103,7 +114,8 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
             view=lt.workdir / "finetuned" / name)
         result = evaluate(lt, tuned, lt_split, log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
         rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
-        predictions.append(prediction_rows(seed, variant.label, result))
-    return {"per_seed": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True),
-            "judged": pd.concat(judged, ignore_index=True),
+        predictions.append(prediction_rows(seed, variant.label, result, contexts))
+    judged = pd.concat([j for j in judged if not j.empty] or judged, ignore_index=True)
+    return {"grids": context_grids(judged, settings.genie.noise_ratio) if reader else [], "per_seed": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True),
+            "judged": judged,
             "cost": pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()}

@@ -54,7 +54,8 @@ class LongTailConfig(Strict):
 class DatasetConfig(Strict):
     name: str = Field("digits", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     path: Path = Path("data/digits")
-    embedded: bool = Field(True, description="export scikit-learn's digits to `path` when it is missing")
+    embedded: bool = Field(True, description="export the embedded dataset when `path` is missing: scikit-learn's "
+                           "digits at data/digits, the drawn scenes at data/scenes")
     image_size: int = Field(32, ge=8, description="side the classifier sees, in pixels")
     min_image_size: int = Field(8, ge=1, description="images smaller on either side are skipped")
     min_class_images: int = Field(3, ge=3, description="classes with fewer usable images are left out")
@@ -277,6 +278,7 @@ class LongTailBenchmarkConfig(Strict):
 
     imbalance_ratio: float = Field(50, ge=1)
     per_target: int = Field(40, ge=1, description="generated images per tail class, the same for every method")
+    sweep: bool = Field(False, description="GeNIe at every GeNIe-Ada candidate r, not only genie.noise_ratio")
     methods: tuple[str, ...] = Field(
         default_factory=lambda: ("real", *method_registry().names(), "genie-ada+filter"),
         description="real (no generated images), any generation method, <method>+filter (its images the real-data "
@@ -431,7 +433,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+PRESETS: dict[str, dict[str, Any]] = {  # `dataset: NAME` (or --set dataset=NAME): an embedded dataset's settings
+    "digits": {"dataset": {"name": "digits", "path": "data/digits"}},
+    # shapes whose train split stands on "their" backgrounds: balanced classes, so the benchmark's "tail" is every class
+    "scenes": {"dataset": {"name": "scenes", "path": "data/scenes", "long_tail": {"imbalance_ratio": None}},
+               "benchmark.long_tail.imbalance_ratio": 1, "benchmark.long_tail.sweep": True},
+}
+
+
 def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    if keys == ["dataset"] and isinstance(value, str):
+        if value not in PRESETS:
+            raise ConfigError(f"dataset: {value!r} is not an embedded dataset ({', '.join(PRESETS)}); "
+                              "give a section for your own")
+        for key, setting in PRESETS[value].items():
+            apply_override(data, key.split("."), setting)
+        return
     node = data
     for i, key in enumerate(keys[:-1]):
         child = node.setdefault(key, {})
@@ -452,6 +469,8 @@ def load_settings(path: Path | str = "params.yaml", overrides: list[str] = ()) -
             raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        if isinstance(data.get("dataset"), str):
+            apply_override(data, ["dataset"], data["dataset"])
     for text in overrides:
         apply_override(data, *parse_override(text))
     try:

@@ -184,9 +184,13 @@ def _decode(path: Path, min_size: int, max_pixels: int) -> tuple[str | None, str
     return None, None if mode == "RGB" else f"{mode} converted to RGB", True
 
 
+METADATA = "metadata.csv"  # beside the class folders: each image's context (and split), when the dataset has one
+SPLITS = ("train", "val", "test")
+
+
 def _not_a_class(entry: Path, root: Path) -> str | None:
     """Why a top-level entry of the dataset is not a class folder, if it is not."""
-    if entry.name.startswith("."):
+    if entry.name.startswith(".") or entry.name == METADATA:
         return "hidden"
     if entry.is_symlink() and not entry.resolve().is_relative_to(root.resolve()):
         return "symbolic link leaving the dataset"
@@ -221,6 +225,8 @@ def scan_imagefolder(root: Path, min_size: int = 8, min_class_images: int = 3, m
     with Verdicts(cache, min_size, max_pixels) as verdicts, \
             tqdm(total=sum(map(len, files.values())), desc="validate images", unit="file", delay=2) as bar:
         for entry, why in entries:
+            if entry.name == METADATA and entry.is_file():
+                continue
             if why:
                 report.append((str(entry), "skipped", why))
                 continue
@@ -259,11 +265,28 @@ def seeded_rank(seed: int | str, path: str) -> str:
     return hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
 
 
-def split_images(images: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
+def read_metadata(root: Path) -> pd.DataFrame | None:
+    """The dataset's metadata.csv, indexed by path: `context` (what surrounds the object: background, site, product
+    line), and optionally `split`, which then overrides the drawn split for its images (as Waterbirds ships it)."""
+    path = Path(root) / METADATA
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"path", "context"} - set(table.columns)
+    if missing:
+        raise DatasetError(f"{path}: column(s) {', '.join(sorted(missing))} missing (path, context[, split])")
+    if "split" in table and not table["split"].isin(SPLITS).all():
+        bad = table.loc[~table["split"].isin(SPLITS), "split"].iloc[0]
+        raise DatasetError(f"{path}: split {bad!r} is not one of {', '.join(SPLITS)}")
+    return table.drop_duplicates("path", keep="last").set_index("path")
+
+
+def split_images(images: pd.DataFrame, cfg: DatasetConfig, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stratified train / val / test split, a pure function of the file list and the seed.
 
     Within each class, files are ordered by a seeded hash of their path and cut at
     the configured shares, so adding files moves few existing ones between splits.
+    With metadata, each image gets its `context` ("" when not listed) and a listed split wins.
     With a long-tail imbalance ratio, train is subsampled to an exponential profile;
     the left-out train images get split "unused". val and test are never touched.
     """
@@ -275,6 +298,10 @@ def split_images(images: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
     n_test = np.maximum(1, np.round(n * split.test))  # half to even, as Python's round
     n_val = np.maximum(1, np.round(n * split.val))
     out["split"] = np.where(position < n_test, "test", np.where(position < n_test + n_val, "val", "train"))
+    if metadata is not None:
+        out["context"] = out["path"].map(metadata["context"]).fillna("")
+        if "split" in metadata:
+            out["split"] = out["path"].map(metadata["split"]).fillna(out["split"])
     if cfg.long_tail.imbalance_ratio:
         out = _long_tail(out, cfg.long_tail.imbalance_ratio, cfg.long_tail.seed)
     return out.drop(columns="rank")
@@ -295,7 +322,7 @@ def _long_tail(out: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
 
 
 def read_manifest(path: Path | str) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"path": str, "label": str, "split": str}, keep_default_na=False)
+    return pd.read_csv(path, dtype={"path": str, "label": str, "split": str, "context": str}, keep_default_na=False)
 
 
 def generator_splits(cfg: DatasetConfig) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Accuracy overall and per many / medium / few-shot group; per class as one table; the confusion matrix
+"""Accuracy overall and per many / medium / few-shot group, and per (class, context) group where the data
+records a context; per class as one table; the confusion matrix
 and its plot, bounded at any class count."""
 from __future__ import annotations
 
@@ -36,6 +37,22 @@ def evaluate_predictions(
     k = len(classes)  # rows: actual, columns: predicted (as sklearn's confusion_matrix, without its import time)
     matrix = np.bincount(np.asarray(true) * k + np.asarray(predicted), minlength=k * k).reshape(k, k)
     return metrics, pd.DataFrame(matrix, index=classes, columns=classes)
+
+
+def group_table(actual: list[str], predicted: list[str], context: list[str]) -> pd.DataFrame:
+    """Accuracy per group, a (class, context) pair such as a shape on a background, worst first; images without a
+    context are left out."""
+    rows = pd.DataFrame({"class": actual, "context": context, "correct": np.equal(actual, predicted)})
+    rows = rows[rows["context"] != ""]
+    table = rows.groupby(["class", "context"])["correct"].agg(accuracy="mean", images="size").reset_index()
+    return table.sort_values(["accuracy", "class", "context"]).reset_index(drop=True)
+
+
+def group_metrics(groups: pd.DataFrame) -> dict[str, float]:
+    """Worst-group accuracy and the mean over groups (each group counted once, whatever its size)."""
+    if groups.empty:
+        return {}
+    return {"accuracy.worst_group": float(groups["accuracy"].min()), "accuracy.group_mean": float(groups["accuracy"].mean())}
 
 
 def per_class_table(matrix: pd.DataFrame, groups: dict[str, str], train_counts: dict[str, int] | None = None

@@ -8,7 +8,8 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from models.config import DatasetConfig
-from models.dataset import export_digits, scan_imagefolder, split_images
+from models.dataset import export_digits, read_metadata, scan_imagefolder, split_images
+from models.scenes import export_scenes
 from tasks.caching import Outputs, cached_task
 from tasks.versioning import dvc_md5, track_dataset
 
@@ -23,16 +24,19 @@ class DataVersion:
     pointer_md5: str = ""  # the md5 that file records (of the whole folder it tracks): what `dvc pull` fetches
 
 
+EMBEDDED = {Path("data/digits"): export_digits, Path("data/scenes"): export_scenes}  # each at its own place only
+
+
 @task(name="version-data")
 def version_data(cfg: DatasetConfig) -> DataVersion:
-    """Export the embedded digits if asked and absent, then `dvc add` the dataset."""
+    """Export the embedded dataset if asked and absent, then `dvc add` the dataset."""
     logger = get_run_logger()
-    if not cfg.path.exists() and cfg.embedded and cfg.path == DatasetConfig().path:
-        count = export_digits(cfg.path, EMBEDDED_SIZE)
-        logger.info("exported %d embedded digit images to %s", count, cfg.path)
-    if not cfg.path.is_dir():  # the embedded digits go only to their default place: a typo is not a new dataset
-        hint = f"the embedded digits are exported only to {DatasetConfig().path}" if cfg.embedded else \
-            "set dataset.embedded: true for the embedded digits"
+    if not cfg.path.exists() and cfg.embedded and cfg.path in EMBEDDED:
+        count = EMBEDDED[cfg.path](cfg.path, EMBEDDED_SIZE)
+        logger.info("exported %d embedded images to %s", count, cfg.path)
+    if not cfg.path.is_dir():  # the embedded datasets go only to their own place: a typo is not a new dataset
+        hint = "the embedded datasets are exported only to " + " and ".join(map(str, EMBEDDED)) if cfg.embedded \
+            else "set dataset.embedded: true for the embedded datasets"
         raise FileNotFoundError(f"dataset.path: folder {cfg.path} not found ({hint})")
     tracked_md5, pointer = track_dataset(cfg.path)
     md5 = dvc_md5(cfg.path)  # another dataset beside it in the tracked folder leaves this unchanged
@@ -52,7 +56,7 @@ def split_data(cfg: DatasetConfig, dataset_md5: str, out_dir: Path) -> Outputs:
     """Validate every file (bad ones skipped, with reasons) and write the split manifest."""
     scan = scan_imagefolder(cfg.path, cfg.min_image_size, cfg.min_class_images, cfg.max_pixels,
                             cache=validation_cache(out_dir))
-    manifest = split_images(scan.images, cfg)
+    manifest = split_images(scan.images, cfg, read_metadata(cfg.path))
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / "split.csv", index=False)
     scan.report.to_csv(out_dir / "bad_files.csv", index=False)

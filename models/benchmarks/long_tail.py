@@ -14,7 +14,8 @@ from models.config import Settings
 from models.editing import Edit, edits_from_selection, replicas
 
 BASELINE = "baseline (no fine-tuning)"
-METRICS = ("accuracy", "accuracy.many", "accuracy.medium", "accuracy.few")
+METRICS = ("accuracy", "accuracy.many", "accuracy.medium", "accuracy.few", "accuracy.worst_group",
+           "accuracy.group_mean")
 
 
 def long_tail_edits(settings: Settings, variant: Variant, selection: pd.DataFrame, manifest: pd.DataFrame) -> list[Edit]:
@@ -50,12 +51,16 @@ def result_row(seed: int, label: str, metrics: dict, generated: int) -> dict:
             **{k: metrics.get(k, np.nan) for k in METRICS}}
 
 
-def prediction_rows(seed: int, label: str, evaluation) -> pd.DataFrame:
-    """One row per test image of an evaluation: right or wrong, and its class's group (many / medium / few)."""
+def prediction_rows(seed: int, label: str, evaluation, contexts: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per test image of an evaluation: right or wrong, its class's group (many / medium / few) and, with
+    `contexts` (path -> context), its (class, context) group."""
     predictions = pd.read_csv(evaluation["predictions"], dtype=str)
-    return pd.DataFrame({"seed": seed, "variant": label, "image": range(len(predictions)),
+    rows = pd.DataFrame({"seed": seed, "variant": label, "image": range(len(predictions)),
                          "group": predictions["actual"].map(evaluation.info["groups"]),
                          "correct": (predictions["actual"] == predictions["predicted"]).astype(int)})
+    if contexts:
+        rows["context_group"] = predictions["actual"] + " on " + predictions["path"].map(contexts).fillna("")
+    return rows
 
 
 def paired_gap(predictions: pd.DataFrame, a: str, b: str, group: str | None = None) -> Gap | None:
@@ -67,7 +72,8 @@ def paired_gap(predictions: pd.DataFrame, a: str, b: str, group: str | None = No
 def summarise_seeds(per_seed: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """Per variant, in the order they ran: the mean over seeds with the across-seed 95% interval of every
     metric; for overall and few-shot-class accuracy also the within-seed interval (the seed's test images)."""
-    grouped = per_seed.groupby("variant", sort=False)[[*METRICS, "generated_images"]]
+    metrics = [m for m in METRICS if m in per_seed]  # worst-group figures only where the data has contexts
+    grouped = per_seed.groupby("variant", sort=False)[[*metrics, "generated_images"]]
     table = grouped.mean().add_suffix(".mean").join(grouped.agg(across_ci).add_suffix(".across_ci95"))
     for metric, group in (("accuracy", None), ("accuracy.few", "few")):
         rows = predictions if group is None else predictions[predictions["group"] == group]

@@ -14,7 +14,7 @@ from models.benchmarks.ada import ada_agreement
 from models.benchmarks.episodes import Variant
 from models.benchmarks.few_shot import paired
 from models.benchmarks.long_tail import BASELINE, paired_gap
-from models.benchmarks.results import Gap, verdict
+from models.benchmarks.results import Gap, across_ci, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -200,7 +200,9 @@ def long_tail_context(r: dict) -> dict:
     facts, scores = r["facts"], r["table"]
     shown = pd.DataFrame({"variant": scores["variant"]})
     for metric, name in (("accuracy", "overall"), ("accuracy.many", "many"), ("accuracy.medium", "medium"),
-                         ("accuracy.few", "few")):
+                         ("accuracy.few", "few"), ("accuracy.worst_group", "worst group")):
+        if scores.get(f"{metric}.mean", pd.Series(dtype=float)).isna().all():  # no such class group, or no contexts
+            continue
         shown[f"{name} (% ± 95% CI across seeds)"] = [mean_pm(m, s) for m, s in
                                                       zip(scores[f"{metric}.mean"], scores[f"{metric}.across_ci95"])]
         if f"{metric}.ci95" in scores:
@@ -222,7 +224,37 @@ def long_tail_context(r: dict) -> dict:
             if diff is not None:
                 gaps.append(said(a, b, diff) | {"group": name})
     return {"facts": facts, "accuracy": table(shown), "gaps": gaps, "plot": figure_uri(fig),
-            "consistency": consistency(r.get("consistency"))}
+            "consistency": consistency(r.get("consistency")), "context": context_section(r)}
+
+
+def context_section(r: dict) -> dict | None:
+    """Where the data records a context: the worst groups, the verdicts on worst-group accuracy, how often each
+    variant's images keep their source's context, and source -> GeNIe edit -> Txt2Img grids."""
+    predictions, facts = r["predictions"], r["facts"]
+    if "context_group" not in predictions:
+        return None
+    from models.benchmarks.context import compared, worst_group_gap
+
+    accuracy = predictions.groupby(["variant", "seed", "context_group"], sort=False)["correct"].mean()
+    worst = accuracy.groupby(["variant", "seed"], sort=False).agg(["min", "idxmin"])
+    groups = pd.DataFrame({"worst group (% ± 95% CI across seeds)": worst["min"].groupby("variant", sort=False).agg(
+        lambda m: mean_pm(m.mean(), across_ci(m))), "worst group in each seed": worst["idxmin"].groupby(
+        "variant", sort=False).agg(lambda i: ", ".join(g for _, _, g in i)), "mean over groups (%)": accuracy.groupby(
+        ["variant", "seed"], sort=False).mean().groupby("variant", sort=False).mean().map("{:.1%}".format)})
+    kept = r.get("context")
+    if kept is not None and not kept.empty:
+        kept = pd.DataFrame({"variant": kept["variant"], "keeps its source's context (%)": [
+            mean_pm(m, c) for m, c in zip(kept["kept_context"], kept["kept_context.across_ci95"])],
+            "off its label's usual context (%)": [mean_pm(m, c) for m, c in zip(kept["off_usual"],
+                                                                                 kept["off_usual.across_ci95"])],
+            "images": kept["images"]})
+    scores = r["table"]
+    verdicts = [said(a, b, gap) for a, b in compared(scores, facts.get("noise_ratio"))
+                if (gap := worst_group_gap(predictions, a, b)) is not None]
+    return {"groups": table(groups.rename_axis("variant").reset_index()), "kept": table(kept), "verdicts": verdicts,
+            "ratio": facts.get("noise_ratio"),
+            "grids": [g | {"source_uri": image_uri(g["source"]), "edit_uri": image_uri(g["edit"]),
+                           "txt2img_uri": image_uri(g["txt2img"])} for g in facts.get("context_grids", [])]}
 
 
 def cost_tables(few: dict | None, long: dict | None) -> list[dict]:

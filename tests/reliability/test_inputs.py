@@ -69,7 +69,7 @@ def test_a_misspelt_path_or_prompt_is_one_line(project, genie):
     typo = genie("prepare", "--set", "dataset.path=data/digts")
     assert typo.returncode == 1 and not (project / "data/digts").exists()
     assert typo.stderr.strip().splitlines()[-1] == (
-        "error: dataset.path: folder data/digts not found (the embedded digits are exported only to data/digits)")
+        "error: dataset.path: folder data/digts not found (the embedded datasets are exported only to data/digits and data/scenes)")
     prompt = genie("prepare", "--set", "generator.prompt=a {colour} photo of a {name}")
     assert prompt.returncode == 2 and prompt.stderr.strip() == (
         "error: params.yaml: generator: prompt 'a {colour} photo of a {name}': unknown placeholder "
