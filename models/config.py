@@ -228,6 +228,8 @@ class SelectConfig(Strict):
     per_target: int = Field(20, ge=1, description="hard negatives per target class")
     method: Method = Field("genie-ada", description="a generation method (models.methods)")
     shard_size: int = Field(64, ge=1, description="edits per generation task")
+    by_context: bool = Field(False, description="where the data records contexts: each target's sources come first "
+                             "from the contexts where the champion recognises that target least on val")
     seed: int = 0
 
 

@@ -19,8 +19,9 @@ SHAPES = ("circle", "square", "triangle", "cross")
 BACKGROUNDS = ("water", "grass", "sand", "night")  # shape i's own background is BACKGROUNDS[i]
 BASE = {"water": (40, 90, 170), "grass": (50, 135, 45), "sand": (205, 175, 115), "night": (25, 22, 55)}
 INKS = ((235, 235, 235), (215, 45, 40), (250, 150, 20), (190, 60, 200), (20, 20, 20), (240, 220, 40))
-COUNTS = {"train": 200, "val": 100, "test": 100}  # images of each shape
-CORRELATION = 0.95  # share of a shape's train images on its own background
+COUNTS = {"train": 200, "val": 200, "test": 200}  # images of each shape: 50 a group in val and in test
+CORRELATION = 0.9  # share of a shape's train images on its own background: set on the baseline alone (resnet10t
+# from scratch: 73% on average, 8% on its worst group), as Waterbirds' ERM models fall on their worst group
 BORDER = 3  # pixels of the edge kept free of shapes: the context is read there
 SUPER = 4  # drawn at 4x and reduced: smooth edges, the same bytes everywhere
 
@@ -45,7 +46,7 @@ def draw(shape: str, kind: str, size: int, rng: np.random.Generator) -> Image.Im
     canvas = Image.fromarray(np.clip(background(kind, size * SUPER, rng), 0, 255).astype(np.uint8))
     inks = [c for c in INKS if np.abs(np.subtract(c, BASE[kind])).sum() > 150]
     ink = inks[rng.integers(len(inks))]
-    radius = rng.uniform(0.22, 0.34) * size
+    radius = rng.uniform(0.3, 0.38) * size
     low, high = BORDER + radius, size - BORDER - radius
     cx, cy, angle = rng.uniform(low, high), rng.uniform(low, high), rng.uniform(0, 2 * np.pi)
     pen = ImageDraw.Draw(canvas)

@@ -32,18 +32,26 @@ def most_confused(confusion: pd.DataFrame, target: str, k: int) -> list[str]:
 
 
 def select_sources(confusion: pd.DataFrame, manifest: pd.DataFrame, root: Path, targets: list[str], k: int,
-                   per_target: int, seed: int) -> pd.DataFrame:
+                   per_target: int, seed: int, groups: pd.DataFrame | None = None) -> pd.DataFrame:
     """For each target, up to `per_target` train images of its k most-confused classes, taken in turn.
 
     Sources are ordered by a seeded hash, so the draw is deterministic and a grown dataset
-    keeps earlier picks wherever the budget allows.
+    keeps earlier picks wherever the budget allows. With `groups` (val accuracy per class and context), a
+    source whose context is one where the target is least often recognised comes first: its edit shows the
+    target in the context the model gets it wrong in.
     """
     train = manifest[manifest["split"] == "train"]
     paths_of = train.groupby("label")["path"].apply(list).to_dict()  # once, not a scan of the split per target
+    context_of = dict(zip(train["path"], train["context"])) if groups is not None else {}
+    accuracy = groups.set_index(["class", "context"])["accuracy"].to_dict() if groups is not None else {}
     rows = []
     for target in targets:
         confused = most_confused(confusion, target, k)
-        pools = {c: sorted(paths_of.get(c, []), key=lambda p: seeded_rank(f"{seed}:{target}", p)) for c in confused}
+
+        def order(p: str, target: str = target) -> tuple[float, str]:
+            return accuracy.get((target, context_of.get(p)), 1.0), seeded_rank(f"{seed}:{target}", p)
+
+        pools = {c: sorted(paths_of.get(c, []), key=order) for c in confused}
         picked = 0
         for depth in range(max((len(p) for p in pools.values()), default=0)):
             for c in confused:

@@ -21,7 +21,10 @@ def select_hard_negatives(cfg: SelectConfig, many_shot: int, few_shot: int, conf
     manifest = read_manifest(split["manifest"])
     groups = class_groups(class_counts(manifest).to_dict(), many_shot, few_shot)
     targets = choose_targets(matrix, cfg.targets, cfg.n_weakest, groups)
-    selection = select_sources(matrix, manifest, dataset_root, targets, cfg.k_confused, cfg.per_target, cfg.seed)
+    per_group = pd.read_csv(confusion["per_group"], dtype={"class": str, "context": str}) \
+        if cfg.by_context and "per_group" in confusion.files else None
+    selection = select_sources(matrix, manifest, dataset_root, targets, cfg.k_confused, cfg.per_target, cfg.seed,
+                               per_group)
     out_dir.mkdir(parents=True, exist_ok=True)
     selection.to_csv(out_dir / "selection.csv", index=False)
     pairs = selection.groupby("target")["source_class"].unique().map(", ".join).to_dict()

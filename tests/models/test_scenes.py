@@ -9,7 +9,7 @@ from models.benchmarks.context import context_kept, context_reader, context_tabl
 from models.config import ConfigError, DatasetConfig, load_settings
 from models.dataset import DatasetError, read_metadata, scan_imagefolder, split_images
 from models.evaluation import group_metrics, group_table
-from models.scenes import BACKGROUNDS, CORRELATION, SHAPES, export_scenes
+from models.scenes import BACKGROUNDS, CORRELATION, COUNTS, SHAPES, export_scenes
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def manifest(scenes):
 
 
 def test_train_is_correlated_val_and_test_are_not(manifest):
-    assert "metadata.csv" not in set(manifest["path"]) and len(manifest) == len(SHAPES) * 400
+    assert "metadata.csv" not in set(manifest["path"]) and len(manifest) == len(SHAPES) * sum(COUNTS.values())
     shares = pd.crosstab([manifest["split"], manifest["label"]], manifest["context"], normalize="index")
     for own, shape in zip(BACKGROUNDS, SHAPES):
         assert shares.loc[("train", shape), own] == pytest.approx(CORRELATION)
@@ -42,7 +42,7 @@ def test_the_split_comes_from_the_metadata_whatever_the_seed(scenes, manifest):
 def test_the_export_is_the_same_bytes_everywhere(scenes, tmp_path):
     again = tmp_path / "scenes"
     export_scenes(again)
-    for name in ("metadata.csv", "circle/0000.png", "cross/1599.png"):
+    for name in ("metadata.csv", "circle/0000.png", "cross/2399.png"):
         assert hashlib.md5((again / name).read_bytes()).digest() == hashlib.md5((scenes / name).read_bytes()).digest()
 
 

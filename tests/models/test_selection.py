@@ -39,3 +39,14 @@ def test_selection_edits_carry_method_ratio_and_a_seed_per_pair():
     assert len({e.seed for e in edits}) == 2
     ada = edits_from_selection(picked, "genie-ada", 0.6, seed=0)
     assert {e.ratio for e in ada} == {None}  # Ada picks r per image
+
+
+def test_sources_from_the_contexts_the_target_is_missed_in():
+    # b's images alternate between contexts x and y; target a is recognised on x, missed on y
+    manifest = MANIFEST.assign(context=["x", "y"] * 10)
+    groups = pd.DataFrame({"class": ["a", "a"], "context": ["x", "y"], "accuracy": [0.9, 0.2]})
+    aimed = select_sources(CONFUSION, manifest, "data", ["a"], k=1, per_target=2, seed=0, groups=groups)
+    b_on_y = {f"data/{p}" for p, c in zip(manifest["path"], manifest["context"]) if p.startswith("b/") and c == "y"}
+    assert set(aimed["source"]) <= b_on_y
+    plain = select_sources(CONFUSION, manifest, "data", ["a"], k=1, per_target=5, seed=0)
+    assert not set(plain["source"]) <= b_on_y  # without the groups, both contexts
