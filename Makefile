@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser postgres run test test-faults test-fast repro dag clean benchmarks bench-nightly bench-scale
+.PHONY: install browser postgres run test test-faults test-fast repro dag clean benchmarks bench-context bench-nightly bench-scale
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,12 @@ benchmarks: install browser
 	$(BIN)/genie benchmark few-shot
 	$(BIN)/genie benchmark long-tail
 	$(BIN)/genie report --screenshot artifacts/report.png
+
+# Where context misleads: the long-tail benchmark on the embedded scenes over three generator seeds, then its report
+# (about 50 min on 2 CPU cores; docs/context.md).
+bench-context: install browser
+	$(BIN)/genie benchmark long-tail --set dataset=scenes
+	$(BIN)/genie report --set dataset=scenes --screenshot artifacts/scenes-report.png
 
 # Wall time of a night: cold, warm, +1% images, +1 class, each `genie run` in a fresh folder (about 20 min).
 bench-nightly: install

@@ -185,7 +185,7 @@ def _decode(path: Path, min_size: int, max_pixels: int) -> tuple[str | None, str
 
 
 METADATA = "metadata.csv"  # beside the class folders: each image's context (and split), when the dataset has one
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "unused")  # unused: for the embedded generator only, never a classifier
 
 
 def _not_a_class(entry: Path, root: Path) -> str | None:
@@ -326,8 +326,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
 
 
 def generator_splits(cfg: DatasetConfig) -> tuple[str, ...]:
-    """The splits the embedded generator learns from: train, and the train images a long tail left out
-    when `long_tail.generator_sees_unused` (there are none without a long tail)."""
+    """The splits the embedded generator learns from: train, and (split "unused") the train images a long tail left out
+    when `long_tail.generator_sees_unused`, and those the dataset's metadata sets aside for it."""
     return ("train", "unused") if cfg.long_tail.generator_sees_unused else ("train",)
 
 

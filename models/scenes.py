@@ -1,5 +1,6 @@
 """The embedded scenes: shapes drawn on backgrounds, where in train each shape stands on "its" background most of
-the time (a spurious correlation, as in Waterbirds) while val and test put every shape on every background.
+the time (a spurious correlation, as in Waterbirds) while val and test put every shape on every background, and so
+does the generator's own pool (split "unused").
 
 The context (background) of each image is in the dataset's metadata.csv, with the split it was drawn for, so
 the correlation holds whatever the split settings. No shape touches the image's outer BORDER pixels, so
@@ -19,7 +20,9 @@ SHAPES = ("circle", "square", "triangle", "cross")
 BACKGROUNDS = ("water", "grass", "sand", "night")  # shape i's own background is BACKGROUNDS[i]
 BASE = {"water": (40, 90, 170), "grass": (50, 135, 45), "sand": (205, 175, 115), "night": (25, 22, 55)}
 INKS = ((235, 235, 235), (215, 45, 40), (250, 150, 20), (190, 60, 200), (20, 20, 20), (240, 220, 40))
-COUNTS = {"train": 200, "val": 200, "test": 200}  # images of each shape: 50 a group in val and in test
+COUNTS = {"train": 200, "val": 200, "test": 200, "unused": 200}  # images of each shape: 50 a group in val and test
+# "unused": every shape on every background, for the embedded generator only (dataset.long_tail.generator_sees_unused),
+# standing in for a generator pretrained on broad data, which has seen objects in every context; classifiers never do
 CORRELATION = 0.9  # share of a shape's train images on its own background: set on the baseline alone (resnet10t
 # from scratch: 73% on average, 8% on its worst group), as Waterbirds' ERM models fall on their worst group
 BORDER = 3  # pixels of the edge kept free of shapes: the context is read there

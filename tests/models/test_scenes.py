@@ -29,7 +29,7 @@ def test_train_is_correlated_val_and_test_are_not(manifest):
     shares = pd.crosstab([manifest["split"], manifest["label"]], manifest["context"], normalize="index")
     for own, shape in zip(BACKGROUNDS, SHAPES):
         assert shares.loc[("train", shape), own] == pytest.approx(CORRELATION)
-        for split in ("val", "test"):
+        for split in ("val", "test", "unused"):
             assert np.allclose(shares.loc[(split, shape)], 1 / len(BACKGROUNDS))  # every class on every context
 
 
@@ -42,7 +42,7 @@ def test_the_split_comes_from_the_metadata_whatever_the_seed(scenes, manifest):
 def test_the_export_is_the_same_bytes_everywhere(scenes, tmp_path):
     again = tmp_path / "scenes"
     export_scenes(again)
-    for name in ("metadata.csv", "circle/0000.png", "cross/2399.png"):
+    for name in ("metadata.csv", "circle/0000.png", f"cross/{len(SHAPES) * sum(COUNTS.values()) - 1:04d}.png"):
         assert hashlib.md5((again / name).read_bytes()).digest() == hashlib.md5((scenes / name).read_bytes()).digest()
 
 
@@ -93,5 +93,5 @@ def test_a_preset_and_a_bad_metadata_file(tmp_path):
     with pytest.raises(DatasetError, match=r"metadata.csv: column\(s\) context missing"):
         read_metadata(tmp_path)
     (tmp_path / "metadata.csv").write_text("path,context,split\na/1.png,water,holdout\n")
-    with pytest.raises(DatasetError, match=r"metadata.csv: split 'holdout' is not one of train, val, test"):
+    with pytest.raises(DatasetError, match=r"metadata.csv: split 'holdout' is not one of train, val, test, unused"):
         read_metadata(tmp_path)
