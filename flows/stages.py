@@ -160,9 +160,12 @@ def adapt_one(settings: Settings, step_log: StepLog, step: str, kind: str, model
 
 def current_adapters(settings: Settings, classes: list[str]) -> tuple[tuple[str, str], ...]:
     """(folder, digest) of each adapter under <workdir>/adapters made on the generator as it is now, for a class
-    of the data: what every method, benchmark and night loads with the generator."""
+    of the data: what every method, benchmark and night loads with the generator; none with generator.adapt: none,
+    whatever earlier runs left there."""
     from models.adapters import CARD
 
+    if settings.generator.adapt == "none":
+        return ()
     root, identity = settings.workdir / ADAPTERS, model_identity(settings.generator_model)
     found = []
     for label in classes:

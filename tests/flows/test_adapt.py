@@ -35,3 +35,21 @@ def test_a_held_out_class_is_taught_back_to_the_generator(project):
     unknown = runner.invoke(app, ["benchmark", "adapt", "--set", "benchmark.adapt.held_out=x"])
     assert unknown.exit_code == 1 and unknown.output.strip().endswith(
         "error: benchmark.adapt.held_out: class 'x' is not in the data (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)")
+
+
+def test_adapt_none_loads_no_adapter_left_by_an_earlier_run(tmp_path):
+    from flows.stages import current_adapters
+    from models.adapters import CARD
+    from models.config import load_settings
+    from models.digests import model_identity
+
+    generator = tmp_path / "generator"
+    generator.mkdir()
+    (generator / "weights.bin").write_bytes(b"w")
+    settings = load_settings(tmp_path / "none.yaml", [f"generator.model={generator}", f"paths.artifacts={tmp_path}"])
+    card = settings.workdir / "adapters/3" / CARD
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"base_digest": model_identity(generator.as_posix())}))
+    assert [folder for folder, _ in current_adapters(settings, ["3", "4"])] == [card.parent.as_posix()]
+    off = settings.model_copy(update={"generator": settings.generator.model_copy(update={"adapt": "none"})})
+    assert current_adapters(off, ["3", "4"]) == ()
