@@ -69,7 +69,8 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("long-tail benchmark in %.0f s -> %s", time.monotonic() - started, out)
     return {"run_id": run_id, "out_dir": out.as_posix(), "step_log": step_log, "table": table.to_dict("records"),
-            "summary": summary(table, context), "verdicts": said_verdicts(table, tables["predictions"], settings.genie.noise_ratio)}
+            "summary": summary(table, context),
+            "verdicts": said_verdicts(table, tables["predictions"], settings.genie.noise_ratio)}
 
 
 def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outputs, log: StepLog,
@@ -116,6 +117,6 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
         rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
         predictions.append(prediction_rows(seed, variant.label, result, contexts))
     judged = pd.concat([j for j in judged if not j.empty] or judged, ignore_index=True)
-    return {"grids": context_grids(judged, settings.genie.noise_ratio) if reader else [], "per_seed": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True),
-            "judged": judged,
+    return {"per_seed": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True), "judged": judged,
+            "grids": context_grids(judged, settings.genie.noise_ratio) if reader else [],
             "cost": pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()}

@@ -190,7 +190,7 @@ SPLITS = ("train", "val", "test", "unused")  # unused: for the embedded generato
 
 def _not_a_class(entry: Path, root: Path) -> str | None:
     """Why a top-level entry of the dataset is not a class folder, if it is not."""
-    if entry.name.startswith(".") or entry.name == METADATA:
+    if entry.name.startswith("."):
         return "hidden"
     if entry.is_symlink() and not entry.resolve().is_relative_to(root.resolve()):
         return "symbolic link leaving the dataset"

@@ -20,13 +20,20 @@ def context_reader(manifest: pd.DataFrame, root: Path | str) -> ContextReader:
     return ContextReader.fit([Path(root) / p for p in train["path"]], list(train["context"]))
 
 
+def seed_groups(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and seed, over its (class, context) groups: the worst group's accuracy, which group that is, and
+    the mean over groups."""
+    accuracy = predictions.groupby(["variant", "seed", "context_group"], sort=False)["correct"].mean()
+    by = accuracy.groupby(["variant", "seed"], sort=False)
+    return pd.DataFrame({"worst": by.min(), "group": by.idxmin().map(lambda index: index[2]), "mean": by.mean()})
+
+
 def worst_group_gap(predictions: pd.DataFrame, a: str, b: str) -> Gap | None:
     """Worst-group accuracy of a minus b, seed by seed (each variant's own worst group), with the across-seed
     interval; no within-seed one (a minimum over groups has no paired observations)."""
     if "context_group" not in predictions:
         return None
-    worst = predictions.groupby(["seed", "variant", "context_group"])["correct"].mean().groupby(["seed", "variant"]).min()
-    wide = worst.unstack("variant")
+    wide = seed_groups(predictions)["worst"].unstack("variant")
     if a not in wide or b not in wide:
         return None
     per_seed = (wide[a] - wide[b]).to_numpy()

@@ -233,14 +233,13 @@ def context_section(r: dict) -> dict | None:
     predictions, facts = r["predictions"], r["facts"]
     if "context_group" not in predictions:
         return None
-    from models.benchmarks.context import compared, worst_group_gap
+    from models.benchmarks.context import compared, seed_groups, worst_group_gap
 
-    accuracy = predictions.groupby(["variant", "seed", "context_group"], sort=False)["correct"].mean()
-    worst = accuracy.groupby(["variant", "seed"], sort=False).agg(["min", "idxmin"])
-    groups = pd.DataFrame({"worst group (% ± 95% CI across seeds)": worst["min"].groupby("variant", sort=False).agg(
-        lambda m: mean_pm(m.mean(), across_ci(m))), "worst group in each seed": worst["idxmin"].groupby(
-        "variant", sort=False).agg(lambda i: ", ".join(g for _, _, g in i)), "mean over groups (%)": accuracy.groupby(
-        ["variant", "seed"], sort=False).mean().groupby("variant", sort=False).mean().map("{:.1%}".format)})
+    per_variant = seed_groups(predictions).groupby("variant", sort=False)
+    groups = pd.DataFrame({
+        "worst group (% ± 95% CI across seeds)": per_variant["worst"].agg(lambda m: mean_pm(m.mean(), across_ci(m))),
+        "worst group in each seed": per_variant["group"].agg(", ".join),
+        "mean over groups (%)": per_variant["mean"].mean().map("{:.1%}".format)})
     kept = r.get("context")
     if kept is not None and not kept.empty:
         kept = pd.DataFrame({"variant": kept["variant"], "keeps its source's context (%)": [
