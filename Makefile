@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser postgres run test test-faults test-fast repro dag clean benchmarks bench-context bench-nightly bench-scale
+.PHONY: install browser postgres run test test-first-run test-faults test-fast repro dag clean benchmarks bench-context bench-nightly bench-scale
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ run: install
 # and hands out the longest files first).
 test: install browser postgres
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
+
+# The first run on a new machine: `genie prepare` with a new, empty Prefect home while every core is busy.
+test-first-run: install
+	tests/first_run.sh
 
 # Races and faults of a team's nights on real servers (two machines, a promote, kill -9, a restart): about 4 min.
 test-faults: install postgres

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_benchmark import benchmark
-from flows.cli_options import NoWait, Params, Set, errors, run_flow, settings, show
+from flows.cli_options import DEBUG, NoWait, Params, Set, console_without_tracebacks, errors, run_flow, settings, show
 from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
+from models.config import Settings
 from models.locks import exclusive
 
 app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image classifiers, as tracked workflows.",
@@ -21,8 +22,11 @@ app.add_typer(stack, name="stack")
 
 
 @app.callback()
-def environment() -> None:
+def environment(debug: Annotated[bool, typer.Option("--debug", help="print a failed step's traceback (without it: "
+                                                    "one `error:` line, the traceback in .genie/logs/errors.log)")]
+                = False) -> None:
     """The process's defaults (a variable already set wins) before a command imports Prefect, MLflow or DVC."""
+    DEBUG["on"] = debug
     use_defaults()
 
 
@@ -51,7 +55,23 @@ def run(
     config = settings(params, set_)
     with errors():
         check_servers(config.dvc.remote.url)
-    show(run_flow(with_runner(genie_run, config), config, until=until, wait=not no_wait))
+    summary = run_flow(with_runner(genie_run, config), config, until=until, wait=not no_wait)
+    show(summary)
+    if "decision" in summary:
+        typer.echo(where_to_look(config), err=True)
+
+
+def where_to_look(config: Settings) -> str:
+    """The commands to type after a night, on stderr (stdout stays the summary's JSON)."""
+    store = os.environ.get("MLFLOW_TRACKING_URI", "")
+    ui = f"open {store}" if store.startswith("http") else f"mlflow ui --backend-store-uri {store}"
+    model = config.registered_model
+    rows = [(ui, "runs, metrics and the registry"),
+            (f"genie lineage {model}@champion", "what made the champion: data, generator, selection"),
+            ("genie decisions", "every move of champion, who and why"),
+            (f"genie reproduce {model}@champion", "make it again and compare the weights"),
+            ("genie benchmark long-tail && genie report", "the evidence against the baselines, as one HTML page")]
+    return "\n".join(["where to look next:", *(f"  {command:<56} {what}" for command, what in rows)])
 
 
 @app.command()
@@ -169,6 +189,7 @@ def reproduce(reference: Annotated[str, typer.Argument(help="<model name>@<alias
 
     with errors():
         start_temporary_server()
+        console_without_tracebacks()
         summary = genie_reproduce(reference, folder, remote)
     show(summary)
     if summary["verdict"].endswith("not reproducible"):

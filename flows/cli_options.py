@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,6 +32,34 @@ def errors():
         raise typer.Exit(1) from None
 
 
+LOG = Path(".genie") / "logs" / "errors.log"
+FORMAT = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")  # and the traceback
+DEBUG = {"on": False}  # `genie --debug`: tracebacks on the console too
+
+
+class TracebacksToFile(logging.Filter):
+    """On the console a failed step is the one `error:` line of `errors()`; the record that carries its traceback
+    (Prefect's "Encountered exception", "Task run failed") goes whole to LOG instead, or with --debug to both."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or DEBUG["on"]:
+            return True
+        LOG.parent.mkdir(parents=True, exist_ok=True)
+        with open(LOG, "a") as log:
+            log.write(FORMAT.format(record) + "\n")
+        return False
+
+
+def console_without_tracebacks() -> None:
+    """Once Prefect has set up logging (at its import): its console handlers, on the root logger, get the filter."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, TracebacksToFile)
+                                                                  for f in handler.filters):
+            handler.addFilter(TracebacksToFile())
+
+
 def settings(params: Path, overrides: list[str] | None) -> Settings:
     with errors():
         return load_settings(params, overrides or [])
@@ -41,6 +70,7 @@ def run_flow(flow, config: Settings, **kwargs):
 
     with errors():
         start_temporary_server()
+        console_without_tracebacks()
         return flow(config, **kwargs)
 
 

@@ -13,7 +13,9 @@ QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY"
 def defaults(root: Path = Path(".")) -> dict[str, str]:
     root = root.resolve()
     return QUIET | {"PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(root / ".genie" / "prefect-results"),
-                    "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+                    "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+                    # the temporary server's start on a busy machine (its database is migrated before: local_server)
+                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
 def use_defaults(root: Path = Path(".")) -> None:

@@ -54,6 +54,20 @@ STAGE_PARAMS = {
     "finetune": ("dataset", "classifier", "finetune"),
     "evaluate": ("dataset", "evaluate", "promote"),
 }
+# A first night's minutes per stage on the embedded digits, 2 CPU cores where benchmarks/epoch_speed.py reads 60
+# images/s (docs/nightly_cost.md); a stage that comes from the cache takes seconds.
+FIRST_NIGHT_MINUTES = {"prepare": 1, "train-generator": 8, "baseline": 1, "select": 0.5, "generate": 1,
+                       "finetune": 1, "evaluate": 1}
+
+
+def plan(last: int) -> str:
+    """The night's stages with what each takes on a first night, so that a new user knows whether to wait."""
+    stages = STAGES[: last + 1]
+    minutes = sum(FIRST_NIGHT_MINUTES[stage] for stage in stages)
+    return (" -> ".join(f"{stage} (~{FIRST_NIGHT_MINUTES[stage]:g} min)" for stage in stages)
+            + f"; a first night on the embedded digits takes about {minutes:.0f} min on 2 CPU cores that read 60 "
+            "images/s in benchmarks/epoch_speed.py (less than half on a fast machine); a stage whose inputs did "
+            "not change comes from the cache in seconds")
 
 
 @flow(name="genie-prepare")
@@ -74,6 +88,7 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         raise ValueError(f"--until {until}: choose one of {', '.join(STAGES)}")
     last = STAGES.index(until)
     logger = get_run_logger()
+    logger.info("the night: %s", plan(last))
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
     if last < STAGES.index("train-generator"):

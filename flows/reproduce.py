@@ -54,6 +54,13 @@ def check(registered: str, reproduced: str) -> dict[str, str]:
             "check": "identical" if registered == reproduced else "different"}
 
 
+def local_cache(project: Path = Path(".")) -> str | None:
+    """This checkout's DVC cache, which holds every md5 a night on this machine recorded: the remote to fetch from
+    when the night pushed to none (DVC's cache and a remote share one layout)."""
+    cache = (project / ".dvc" / "cache").resolve()
+    return str(cache) if cache.is_dir() else None
+
+
 def fetch(root: Path, tags: dict[str, str], remote: str) -> None:
     """The data and (for a challenger) the generated images, from the DVC remote into `root`."""
     if not (root / ".dvc").is_dir():
@@ -72,10 +79,11 @@ def genie_reproduce(reference: str, folder: Path = Path(".genie/reproduce"), rem
     version = version_of(reference)
     settings, run_tags = recorded(version)
     tags, name = version.tags, version.name
-    remote = remote or settings.dvc.remote.url
+    remote = remote or settings.dvc.remote.url or local_cache()
     if not remote:
         raise ValueError(f"{name} version {version.version}: its night pushed to no DVC remote (dvc.remote.url was "
-                         "empty), so its data cannot be fetched; --remote names one that has it")
+                         "empty) and this checkout has no DVC cache, so its data cannot be fetched; --remote names "
+                         "one that has it")
     if settings.dataset.path.is_absolute():
         raise ValueError(f"dataset.path {settings.dataset.path}: reproduce needs it relative to the project")
     root = (folder / f"{name}-v{version.version}").resolve()

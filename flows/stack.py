@@ -177,8 +177,10 @@ class Stack:
         return True
 
     # -- the commands ------------------------------------------------------------------------------------------
-    def up(self, timeout: float = 120) -> dict[str, str]:
-        """Start whatever is not running, wait until every server answers; returns the environment to export."""
+    def up(self, timeout: float = 600) -> dict[str, str]:
+        """Start whatever is not running, wait until every server answers (a new Prefect database's migrations
+        take minutes on a slow, busy machine; a server that exits stops the wait); returns the environment to
+        export."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.save()
         self._start_postgres()

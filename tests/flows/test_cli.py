@@ -1,11 +1,15 @@
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from mlflow.tracking import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.cli_options import DEBUG, TracebacksToFile
 from tests.ports import free_port
 
 runner = CliRunner()
@@ -66,3 +70,32 @@ def test_a_server_that_does_not_answer_stops_the_night_before_any_work(project, 
         assert result.exit_code == 1 and result.output.strip().startswith(said), result.output
         assert len(result.output.strip().splitlines()) == 1 and "secret" not in result.output
     assert not (project / "artifacts").exists() and not (project / "data.dvc").exists()  # nothing started
+
+
+def test_a_refused_command_in_a_flow_prints_one_line_and_no_traceback(project, prefect_server):
+    """An unknown model, a version that records no data: one `error:` line; the traceback only in the log file."""
+    client = MlflowClient()
+    client.create_registered_model("digits-classifier")
+    client.create_model_version("digits-classifier", source=str(project), tags={"role": "baseline"})
+    cases = {"other-classifier@champion": "error: other-classifier@champion: Registered Model with name=other-classifier"
+                                          " not found",
+             "digits-classifier@1": "error: digits-classifier version 1 records no data_dvc_md5 or pipeline run"}
+    for reference, said in cases.items():
+        result = subprocess.run([Path(sys.executable).parent / "genie", "reproduce", reference], cwd=project,
+                                env=os.environ | {"PREFECT_API_URL": prefect_server}, capture_output=True, text=True)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stdout + result.stderr, result.stderr
+        assert any(line.startswith(said) for line in result.stderr.splitlines()), result.stderr
+    assert (project / ".genie" / "logs" / "errors.log").read_text().count("Traceback (most recent call last)") == 2
+
+
+def test_debug_keeps_the_traceback_on_the_console(project):
+    record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "failed", None,
+                               (ValueError, ValueError("bad"), None))
+    assert not TracebacksToFile().filter(record)
+    DEBUG["on"] = True
+    try:
+        assert TracebacksToFile().filter(record)
+    finally:
+        DEBUG["on"] = False
+    assert TracebacksToFile().filter(logging.LogRecord("prefect", logging.INFO, __file__, 1, "fine", None, None))
