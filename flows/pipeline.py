@@ -54,10 +54,11 @@ STAGE_PARAMS = {
     "finetune": ("dataset", "classifier", "finetune"),
     "evaluate": ("dataset", "evaluate", "promote"),
 }
-# A first night's minutes per stage on the embedded digits, 2 CPU cores where benchmarks/epoch_speed.py reads 60
-# images/s (docs/nightly_cost.md); a stage that comes from the cache takes seconds.
-FIRST_NIGHT_MINUTES = {"prepare": 1, "train-generator": 8, "baseline": 1, "select": 0.5, "generate": 1,
-                       "finetune": 1, "evaluate": 1}
+# A first night's minutes per stage on the embedded digits, measured on 2 CPU cores where benchmarks/epoch_speed.py
+# read 62 images/s before the night and 41 after (docs/nightly_cost.md); a stage that comes from the cache takes
+# seconds.
+FIRST_NIGHT_MINUTES = {"prepare": 0.8, "train-generator": 29, "baseline": 2.4, "select": 0.1, "generate": 1.8,
+                       "finetune": 1.2, "evaluate": 0.5}
 
 
 def plan(last: int) -> str:
@@ -65,8 +66,8 @@ def plan(last: int) -> str:
     stages = STAGES[: last + 1]
     minutes = sum(FIRST_NIGHT_MINUTES[stage] for stage in stages)
     return (" -> ".join(f"{stage} (~{FIRST_NIGHT_MINUTES[stage]:g} min)" for stage in stages)
-            + f"; a first night on the embedded digits takes about {minutes:.0f} min on 2 CPU cores that read 60 "
-            "images/s in benchmarks/epoch_speed.py (less than half on a fast machine); a stage whose inputs did "
+            + f"; a first night on the embedded digits takes about {minutes:.0f} min on 2 CPU cores that read 40-60 "
+            "images/s in benchmarks/epoch_speed.py (a third of it where they read 190); a stage whose inputs did "
             "not change comes from the cache in seconds")
 
 
