@@ -110,8 +110,9 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
         adapted = adapt_classes(settings, data, split, step_log, current.trained_on.classes)
         return {"decision": "reused", "reason": reason, "version": current.version, "adapted": adapted}
     budget = settings.generator.embedded
-    get_run_logger().info("train-generator: training the embedded generator (%s): the VAE for %d steps, then the UNet "
-                          "for %d, each with a bar and its time left", reason, budget.vae_steps, budget.unet_steps)
+    get_run_logger().info("train-generator (%s): the embedded generator's VAE for %d steps, then its UNet for %d, each "
+                          "with a bar and its time left (unless the cache has them)", reason, budget.vae_steps,
+                          budget.unet_steps)
     model = run_verified(_step(train_generator_model, force), step_log, "train-generator", view=folder,
                          **generator_inputs(settings, data, split))
     version = register_generator(settings, data, model, folder, now, reason)
