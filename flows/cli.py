@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_benchmark import benchmark
-from flows.cli_options import DEBUG, NoWait, Params, Set, console_without_tracebacks, errors, run_flow, settings, show
+from flows.cli_options import DEBUG, NoWait, Params, Set, errors, in_flow, run_flow, settings, show
 from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
@@ -184,12 +184,9 @@ def reproduce(reference: Annotated[str, typer.Argument(help="<model name>@<alias
     """Make a registered classifier again from what its version records (data and generated images from the DVC
     remote, generator, configuration), and print each weights digest beside the registered one; exits 1 when they
     differ on the machine kind that trained it."""
-    from flows.local_server import start_temporary_server
     from flows.reproduce import genie_reproduce
 
-    with errors():
-        start_temporary_server()
-        console_without_tracebacks()
+    with in_flow():
         summary = genie_reproduce(reference, folder, remote)
     show(summary)
     if summary["verdict"].endswith("not reproducible"):

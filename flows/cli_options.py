@@ -65,12 +65,20 @@ def settings(params: Path, overrides: list[str] | None) -> Settings:
         return load_settings(params, overrides or [])
 
 
-def run_flow(flow, config: Settings, **kwargs):
+@contextmanager
+def in_flow():
+    """errors(), around a flow run from this process: Prefect's temporary server started (unless one is configured)
+    and its console without tracebacks."""
     from flows.local_server import start_temporary_server
 
     with errors():
         start_temporary_server()
         console_without_tracebacks()
+        yield
+
+
+def run_flow(flow, config: Settings, **kwargs):
+    with in_flow():
         return flow(config, **kwargs)
 
 

@@ -82,12 +82,13 @@ def prepare_database() -> None:
     PREFECT_HOME, a Prefect upgrade), saying so in one line. One process at a time: the others wait, then find it
     ready."""
     database = sqlite_database()
-    if database is None or revisions(database) == newest_revisions():
+    newest = newest_revisions() if database is not None else set()
+    if database is None or revisions(database) == newest:
         return
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.parent / ".genie-migrate.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if revisions(database) == newest_revisions():
+        if revisions(database) == newest:  # another process migrated it meanwhile
             return
         print("preparing Prefect's database (first run only)", file=sys.stderr, flush=True)
         import asyncio
