@@ -111,7 +111,7 @@ def deploy(
     params: Params = Path("params.yaml"), set_: Set = None,
 ) -> None:
     """The nightly deployment in a process work pool on the Prefect server (PREFECT_API_URL), for workers on any
-    machine: `GENIE_PROJECT=<project folder> prefect worker start --pool genie`. One night runs at a time (and with
+    machine: `genie worker --pool genie` in its project folder. One night runs at a time (and with
     GENIE_DATABASE_URL one per dataset across machines). `genie serve` stays for one machine."""
     from flows.deploy import deploy_nightly
 
@@ -123,6 +123,29 @@ def deploy(
 
 
 @app.command()
+def worker(
+    pool: Annotated[str, typer.Option(help="the process work pool `genie deploy` made")] = "genie",
+    project: Annotated[Path, typer.Option(help="this machine's project folder, where each night runs")] = Path("."),
+    run_once: Annotated[bool, typer.Option("--run-once", help="take the runs due now, then stop")] = False,
+    name: Annotated[Optional[str], typer.Option(help="the worker's name in the Prefect UI")] = None,
+) -> None:
+    """Run the pool's nights on this machine (Prefect's process worker, PREFECT_API_URL and PREFECT_API_AUTH_STRING
+    from your environment file). It runs genie's own nights only: a flow run of any other deployment, with pull
+    steps or changed job variables, is cancelled with a log line naming the deployment, and nothing of it runs."""
+    import asyncio
+
+    from flows.preflight import check_servers
+    from flows.worker import work
+
+    with errors():
+        if not os.environ.get("PREFECT_API_URL"):
+            raise RuntimeError("genie worker needs the team's Prefect server: source your environment file "
+                               "(`genie stack user add NAME --role worker`) or set PREFECT_API_URL")
+        check_servers()
+    asyncio.run(work(pool, project, run_once, name))
+
+
+@app.command()
 def promote(version: Annotated[str, typer.Argument(help="the model version to make champion")],
             params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Make a given version the champion by hand (the one it replaces becomes previous-champion); this also
@@ -131,10 +154,11 @@ def promote(version: Annotated[str, typer.Argument(help="the model version to ma
 
     config = settings(params, set_)
     name = config.registered_model
-    with errors(), exclusive(config.workdir, config.dataset.name, "genie promote"):  # not while a night runs
+    # not while a night runs: the dataset's lock
+    with errors("move champion"), exclusive(config.workdir, config.dataset.name, "genie promote"):
         try:
             before = promote_by_hand(name, version)
-        except Exception as err:  # MLflow says which version is unknown
+        except Exception as err:  # MLflow says which version is unknown, or that this user may not
             raise ValueError(f"{name} version {version}: {str(err).splitlines()[0]}") from None
     typer.echo(f"{name}: champion is version {version} (was {before})")
 
@@ -148,7 +172,7 @@ def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the
 
     config = settings(params, set_)
     name = config.registered_model
-    with errors(), exclusive(config.workdir, config.dataset.name, "genie rollback"):
+    with errors("move champion"), exclusive(config.workdir, config.dataset.name, "genie rollback"):
         demoted, champion = roll_back(name, reason)
     typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from flows.preflight import refusal
 from models.config import ConfigError, Settings, load_settings
 
 Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
@@ -18,8 +19,9 @@ Set = Annotated[Optional[list[str]], typer.Option(
 
 
 @contextmanager
-def errors():
-    """The one error mapping: a bad configuration exits 2, bad input or a failed step exits 1, each as one line."""
+def errors(action: str = ""):
+    """The one error mapping: a bad configuration exits 2, bad input or a failed step exits 1, each as one line;
+    a server's refusal names the server, the user and the `action` their role may not do."""
     try:
         yield
     except (typer.Exit, typer.Abort):
@@ -27,8 +29,11 @@ def errors():
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    except (ValueError, OSError, RuntimeError) as err:
-        typer.echo(f"error: {err}", err=True)
+    except Exception as err:
+        line = refusal(err, action)  # a server's 401 or 403, wrapped or not: who was refused, where, and why
+        if line is None and not isinstance(err, (ValueError, OSError, RuntimeError)):
+            raise
+        typer.echo(f"error: {line or err}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from flows import members
 from flows.cli_options import errors
 from flows.stack import Stack
 
@@ -22,14 +24,25 @@ def up(folder: Folder = Path(".genie/stack"),
        host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the team's network")] = "127.0.0.1",
        postgres_port: Annotated[int, typer.Option(help="PostgreSQL's port")] = 5433,
        mlflow_port: Annotated[int, typer.Option(help="the MLflow tracking server's port")] = 5000,
-       prefect_port: Annotated[int, typer.Option(help="the Prefect server's port")] = 4200) -> None:
+       prefect_port: Annotated[int, typer.Option(help="the Prefect server's port")] = 4200,
+       insecure: Annotated[bool, typer.Option(
+           "--insecure", help="no passwords on any server: anyone who reaches them may do anything (a laptop)")] = False
+       ) -> None:
     """Start PostgreSQL (initialised on first use), then the MLflow and Prefect servers on it; wait until they
-    answer. Prints the environment to export, as lines a shell can eval; what is already running stays."""
+    answer. Every server asks for a password (generated once into FOLDER/secrets, readable by you only) unless
+    --insecure. Prints a line a shell can eval to use them as the stack's admin; what is already running stays."""
     with errors():
-        environment = Stack(folder, host, postgres_port, mlflow_port, prefect_port).up()
+        found = Stack(folder, host, postgres_port, mlflow_port, prefect_port, not insecure)
+        environment = found.up()
     print(f"servers up; data, logs and pids in {folder}", file=sys.stderr)
-    for name, value in environment.items():
-        print(f"export {name}={value}")
+    if insecure:
+        print("WARNING: --insecure: no server asks for a password; anyone who reaches them can change or delete "
+              "the registry and run code on the workers", file=sys.stderr)
+        for name, value in environment.items():
+            print(f"export {name}={value}")
+    else:
+        print(f". {shlex.quote(str(found.secrets.member_file('admin')))}")
+        print("members: genie stack user add NAME --role reader|worker|admin", file=sys.stderr)
 
 
 @stack.command()
@@ -47,3 +60,35 @@ def down(folder: Folder = Path(".genie/stack"),
         found = Stack.load(folder)
         found.remove() if remove else found.down()
     print(f"servers down{' and removed' if remove else ''} ({folder})", file=sys.stderr)
+
+
+user = typer.Typer(help="The team's members: each gets a generated password, an environment file of their own "
+                   "(FOLDER/secrets/members/NAME.env) and a role: reader (sees runs, metrics, lineage, the registry), "
+                   "worker (runs nights), admin (promote, rollback, users, deployments). docs/team.md says what "
+                   "enforces each.", no_args_is_help=True)
+stack.add_typer(user, name="user")
+
+
+@user.command("add")
+def user_add(name: str, role: Annotated[str, typer.Option(help="reader, worker or admin")],
+             folder: Folder = Path(".genie/stack")) -> None:
+    """Create the member on the MLflow server with the role's grants; prints their environment file's path (hand
+    it to them: it holds their password)."""
+    with errors():
+        print(members.add(Stack.load(folder), name, role))
+
+
+@user.command("remove")
+def user_remove(name: str, folder: Folder = Path(".genie/stack")) -> None:
+    """Delete the member from the MLflow server and their environment file."""
+    with errors():
+        role = members.remove(Stack.load(folder), name)
+    print(f"removed {name} ({role})" + ("; they also knew the shared Prefect and database passwords (docs/team.md: "
+                                         "changing them)" if role != "reader" else ""), file=sys.stderr)
+
+
+@user.command("list")
+def user_list(folder: Folder = Path(".genie/stack")) -> None:
+    """Each member and their role (no passwords)."""
+    with errors():
+        print(json.dumps(Stack.load(folder).secrets.members(), indent=2))

@@ -1,6 +1,6 @@
 """The nightly deployment in a process work pool: any machine with genie-flow installed runs it with
-`GENIE_PROJECT=<its project folder> prefect worker start --pool <pool>`; no image and no code storage (the flow is
-found by its module path in the installed package)."""
+`genie worker --pool <pool>` in its project folder; no image and no code storage (the flow is found by its module
+path in the installed package)."""
 from __future__ import annotations
 
 import contextlib
@@ -34,5 +34,4 @@ def deploy_nightly(settings: Settings, pool: str, name: str, cron: str | None, p
             tags=["genie-flow", settings.dataset.name], concurrency_limit=1, print_next_steps=False,
             ignore_warnings=True)  # the advice to `serve` for local development: this is for workers elsewhere
     return {"deployment": f"genie-nightly/{name}", "id": str(deployment_id), "pool": pool,
-            "cron": cron or settings.schedule.cron, "worker": f"GENIE_PROJECT=<project folder> prefect worker start "
-                                                              f"--pool {pool}"}
+            "cron": cron or settings.schedule.cron, "worker": f"genie worker --pool {pool}"}

@@ -1,6 +1,10 @@
 """A team's servers without Docker: PostgreSQL from the system's binaries in a folder of the project, an MLflow
 tracking server on it with proxied artifact storage, a Prefect server on it. `genie stack up | down | status`
-and the tests' fixture use this same code."""
+and the tests' fixture use this same code.
+
+Every server asks for a password unless the stack is made --insecure: PostgreSQL (scram-sha-256, a role per use),
+MLflow's basic-auth app (users and roles in its own database), Prefect's server auth string. The passwords are
+generated once into `secrets/` (flows/stack_secrets.py), readable by its owner only."""
 from __future__ import annotations
 
 import json
@@ -12,14 +16,19 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from flows.preflight import unanswered
+from flows.stack_secrets import Secrets
+from models.locks import HOLDERS
 
 PG_BIN = Path(os.environ.get("GENIE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-USER = "genie"  # the database role the servers connect as (trust authentication, loopback or the team's network)
-DATABASES = ("mlflow", "prefect", "genie")
+USER = "genie"  # the stack's own PostgreSQL superuser; insecure, every server connects as it
+# database -> the role that owns it (least privilege: each server reaches its own databases only)
+OWNERS = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "prefect": "prefect", "genie": USER}
+LOCKER = "genie_lock"  # the nights' role: advisory locks and the holders table of database genie, nothing else
 
 
 class StackError(RuntimeError):
@@ -33,20 +42,34 @@ class Stack:
     postgres_port: int = 5433
     mlflow_port: int = 5000
     prefect_port: int = 4200
+    secure: bool = True  # False (--insecure): no passwords anywhere, as on a laptop
 
     @property
     def address(self) -> str:
         """The host name clients use: this machine's name when the servers listen on every interface."""
         return socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host
 
-    def database_url(self, database: str, driver: str = "postgresql") -> str:
-        return f"{driver}://{USER}@{self.address}:{self.postgres_port}/{database}"
+    @property
+    def secrets(self) -> Secrets:
+        return Secrets(self.folder / "secrets")
 
-    def environment(self) -> dict[str, str]:
-        """What a genie process on any machine exports to use these servers."""
+    def database_url(self, database: str, driver: str = "postgresql", role: str | None = None) -> str:
+        """As `role` (by default the database's owner), with its password unless insecure."""
+        role = USER if not self.secure else role or OWNERS.get(database, USER)
+        login = f"{role}:{self.secrets.password('postgres.' + role)}" if self.secure else role
+        return f"{driver}://{login}@{self.address}:{self.postgres_port}/{database}"
+
+    def urls(self) -> dict[str, str]:
+        """Where the servers answer (no credentials)."""
         return {"MLFLOW_TRACKING_URI": f"http://{self.address}:{self.mlflow_port}",
-                "PREFECT_API_URL": f"http://{self.address}:{self.prefect_port}/api",
-                "GENIE_DATABASE_URL": self.database_url("genie")}
+                "PREFECT_API_URL": f"http://{self.address}:{self.prefect_port}/api"}
+
+    def environment(self, member: str = "admin") -> dict[str, str]:
+        """What a genie process on any machine exports to use these servers: the URLs and, unless insecure, the
+        member's credentials (its environment file)."""
+        if not self.secure:
+            return self.urls() | {"GENIE_DATABASE_URL": self.database_url("genie")}
+        return self.secrets.member_environment(member)
 
     # -- files -------------------------------------------------------------------------------------------------
     @property
@@ -64,12 +87,13 @@ class Stack:
 
     @classmethod
     def load(cls, root: Path = Path(".genie/stack")) -> Stack:
-        """The stack as `up` left it in `root` (its ports and host), or the defaults."""
+        """The stack as `up` left it in `root` (its ports, host and security), or the defaults."""
         try:
             saved = json.loads((root / "stack.json").read_text())
         except (OSError, ValueError):
             return cls(root)
-        return cls(root, saved["host"], *(int(saved[k]) for k in ("postgres_port", "mlflow_port", "prefect_port")))
+        return cls(root, saved["host"], *(int(saved[k]) for k in ("postgres_port", "mlflow_port", "prefect_port")),
+                   saved.get("secure", "True") == "True")
 
     # -- PostgreSQL ----------------------------------------------------------------------------------------------
     def _as_owner(self, *command: str) -> list[str]:
@@ -88,6 +112,9 @@ class Stack:
 
     def _start_postgres(self) -> None:
         data = self.folder / "postgres"
+        if self.secure and (data / "PG_VERSION").is_file() and not self.secrets.exists():
+            raise StackError(f"{data} was made --insecure (no passwords): keep --insecure, or `genie stack down "
+                             "--remove` and up again")
         if not (data / "PG_VERSION").is_file():
             data.mkdir(parents=True, exist_ok=True)
             self._log("postgres").touch()
@@ -98,26 +125,59 @@ class Stack:
                 owner = pwd.getpwnam("postgres")
                 for path in (data, self._log("postgres")):
                     os.chown(path, owner.pw_uid, owner.pw_gid)
-            self._postgres("initdb", "-D", str(data), "-A", "trust", "-U", USER, "-E", "UTF8", "--no-instructions")
-            with open(data / "postgresql.conf", "a") as conf:  # TCP only: no socket folder to own
-                conf.write(f"\nlisten_addresses = '{self.host if self.host != '0.0.0.0' else '*'}'\n"
-                           f"port = {self.postgres_port}\nunix_socket_directories = ''\n")
-            if self.host == "0.0.0.0":  # the team's machines: the subnets this machine is on, nothing wider
-                with open(data / "pg_hba.conf", "a") as hba:
-                    hba.write("host all all samenet trust\n")
+            self._initdb(data)
         if self._postgres("pg_ctl", "-D", str(data), "status", check=False).returncode != 0:
             self._postgres("pg_ctl", "-D", str(data), "-l", str(self._log("postgres")), "-w", "-t", "60", "start")
-        import psycopg2
+        self._create_databases()
 
-        connection = psycopg2.connect(self.database_url("postgres"))
+    def _initdb(self, data: Path) -> None:
+        method = "scram-sha-256" if self.secure else "trust"
+        with self.secrets.password_file("postgres." + USER, readable_by="postgres" if os.geteuid() == 0 else None
+                                        ) if self.secure else nullcontext() as password_file:
+            self._postgres("initdb", "-D", str(data), "-A", method, "-U", USER, "-E", "UTF8", "--no-instructions",
+                           *([f"--pwfile={password_file}"] if password_file else []))
+        with open(data / "postgresql.conf", "a") as conf:  # TCP only: no socket folder to own
+            conf.write(f"\nlisten_addresses = '{self.host if self.host != '0.0.0.0' else '*'}'\n"
+                       f"port = {self.postgres_port}\nunix_socket_directories = ''\n"
+                       "password_encryption = 'scram-sha-256'\n")
+        networks = ["127.0.0.1/32", "::1/128"] + (["samenet"] if self.host == "0.0.0.0" else [])  # nothing wider
+        (data / "pg_hba.conf").write_text(  # TCP from these networks, each with a password unless insecure
+            "# genie stack: no other connection is accepted\n"
+            + "".join(f"host all all {network} {method}\n" for network in networks))
+
+    def _create_databases(self) -> None:
+        """The databases, each owned by its server's role; the nights' role may lock and name the holder only."""
+        import psycopg2
+        from psycopg2 import sql
+
+        connection = psycopg2.connect(self.database_url("postgres", role=USER))
         connection.autocommit = True  # CREATE DATABASE runs outside a transaction
         try:
             with connection.cursor() as cursor:
+                cursor.execute("SELECT rolname FROM pg_roles")
+                roles = {row[0] for row in cursor.fetchall()}
+                for role in {*OWNERS.values(), LOCKER} - roles - {USER} if self.secure else ():
+                    cursor.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)),
+                                   (self.secrets.password("postgres." + role),))
                 cursor.execute("SELECT datname FROM pg_database")
                 present = {row[0] for row in cursor.fetchall()}
-                for database in DATABASES:
+                for database, owner in OWNERS.items():
                     if database not in present:
-                        cursor.execute(f'CREATE DATABASE "{database}"')
+                        cursor.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(database), sql.Identifier(owner if self.secure else USER)))
+                        cursor.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
+                            sql.Identifier(database)))
+        finally:
+            connection.close()
+        connection = psycopg2.connect(self.database_url("genie", role=USER))
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(HOLDERS)
+                if self.secure:
+                    cursor.execute(f"GRANT CONNECT ON DATABASE genie TO {LOCKER}")
+                    cursor.execute(f"GRANT USAGE ON SCHEMA public TO {LOCKER}")
+                    cursor.execute(f"GRANT SELECT, INSERT, UPDATE ON genie_holders TO {LOCKER}")
         finally:
             connection.close()
 
@@ -131,22 +191,29 @@ class Stack:
         self._pid_file(name).write_text(str(process.pid))
 
     def _start_mlflow(self) -> None:
+        """With the basic-auth app unless insecure; secrets reach it by its environment (private to its owner),
+        never by its command line (which every user of the machine can read)."""
         hosts = {self.address, self.host, "localhost", "127.0.0.1", socket.gethostname()}
+        auth = {"MLFLOW_AUTH_CONFIG_PATH": str(self.secrets.mlflow_auth_config(
+            self.database_url("mlflow_auth", "postgresql+psycopg2"))),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": self.secrets.password("mlflow.flask")} if self.secure else {}
         self._spawn("mlflow", [
-            str(Path(sys.executable).with_name("mlflow")), "server",
-            "--backend-store-uri", self.database_url("mlflow", "postgresql+psycopg2"),
+            str(Path(sys.executable).with_name("mlflow")), "server", *(["--app-name", "basic-auth"] if auth else []),
             "--serve-artifacts", "--artifacts-destination", str(self.folder / "mlartifacts"),
             "--host", self.host, "--port", str(self.mlflow_port), "--workers", "2",
             "--allowed-hosts", ",".join(f"{h}:{self.mlflow_port},{h}" for h in sorted(hosts))],
-            {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
-             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # its job runner (GenAI scorers): idle processes here
+            {"MLFLOW_BACKEND_STORE_URI": self.database_url("mlflow", "postgresql+psycopg2"),
+             "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"} | auth)  # its job runner (GenAI scorers): idle here
 
     def _start_prefect(self) -> None:
+        auth = {"PREFECT_SERVER_API_AUTH_STRING": self.secrets.prefect_auth(),
+                "PREFECT_API_AUTH_STRING": self.secrets.prefect_auth()} if self.secure else {}
         self._spawn("prefect", [str(Path(sys.executable).with_name("prefect")), "server", "start",
                                 "--host", self.host, "--port", str(self.prefect_port)],
                     {"PREFECT_API_DATABASE_CONNECTION_URL": self.database_url("prefect", "postgresql+asyncpg"),
                      "PREFECT_HOME": str(self.folder / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                     "PREFECT_API_URL": self.environment()["PREFECT_API_URL"]})
+                     "PREFECT_API_URL": self.urls()["PREFECT_API_URL"]} | auth)
 
     def _health(self) -> dict[str, str]:
         return {"mlflow": f"http://{self.address}:{self.mlflow_port}/health",
@@ -182,6 +249,8 @@ class Stack:
         take minutes on a slow, busy machine; a server that exits stops the wait); returns the environment to
         export."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.secure and not (self.folder / "postgres" / "PG_VERSION").is_file():
+            self.secrets.create()
         self.save()
         self._start_postgres()
         self._start_mlflow()
@@ -194,15 +263,19 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise StackError(f"the {name} server did not answer within {timeout:.0f} s; see {self._log(name)}")
                 time.sleep(0.5)
+        if self.secure:
+            from flows.members import ensure_roles
+
+            ensure_roles(self)
         return self.environment()
 
     def status(self) -> dict[str, dict]:
         data = self.folder / "postgres"
         postgres = data.is_dir() and self._postgres("pg_ctl", "-D", str(data), "status", check=False).returncode == 0
-        return {"postgres": {"running": postgres, "url": self.database_url("genie")},
+        return {"postgres": {"running": postgres, "url": f"postgresql://{self.address}:{self.postgres_port}/genie"},
                 **{name: {"running": self._alive(name) and self._answers(name), "pid": self._pid(name),
-                          "url": self.environment()["MLFLOW_TRACKING_URI" if name == "mlflow" else "PREFECT_API_URL"]}
-                   for name in ("mlflow", "prefect")}}
+                          "url": self.urls()["MLFLOW_TRACKING_URI" if name == "mlflow" else "PREFECT_API_URL"]}
+                   for name in ("mlflow", "prefect")}, "authentication": self.secure}
 
     def down(self, timeout: float = 30) -> None:
         """Stop the servers (the data stays in the folder for the next `up`)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import time
 import warnings
@@ -167,6 +168,11 @@ def decision_log(name: str, last: int = 20) -> list[dict]:
             for tags in rows[:last]]
 
 
+def who() -> str:
+    """The team member as the MLflow server knows them (their login), else this machine's user."""
+    return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
+
+
 def set_champion(name: str, version: str, action: str, reason: str, run_id: str | None = None) -> str | None:
     """Point `champion` at a version, keeping the one it replaces as `previous-champion`: the decision is logged
     first, then the aliases move. After a kill between the two, `agree` finishes the move."""
@@ -174,7 +180,7 @@ def set_champion(name: str, version: str, action: str, reason: str, run_id: str 
     client.get_model_version(name, version)  # raises for an unknown version
     current = alias_version(name)
     tags = {"action": action, "version": version, "replaced": current or "", "reason": reason,
-            "who": f"{getpass.getuser()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "who": f"{who()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "at_ns": str(time.time_ns()), "run_id": run_id or ""}
     logged = client.create_run(experiment_id_of(f"{name}-{DECISIONS}"), run_name=f"{action} v{version}", tags=tags)
     client.set_terminated(logged.info.run_id)

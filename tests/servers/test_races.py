@@ -15,7 +15,6 @@ import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
-from models.locks import HOLDERS
 from tasks.champion import decision_log
 from tests.servers.team import finished, genie, night_args, stack_command, summary
 
@@ -38,17 +37,19 @@ def team(servers, tmp_path_factory):
     assert stack_command(servers, "up").returncode == 0
     remote = servers.folder.parent / "dvc-remote"
     remote.mkdir(exist_ok=True)
-    os.environ["MLFLOW_TRACKING_URI"] = servers.environment()["MLFLOW_TRACKING_URI"]  # this process reads the log
+    admin = servers.environment()
+    reads = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    os.environ.update({key: admin[key] for key in reads})  # this process reads the log
 
     def machine(name: str) -> Machine:
         folder = tmp_path_factory.mktemp(name)
         return Machine(folder, os.environ | servers.environment() | {"PREFECT_HOME": str(folder / ".prefect")})
 
     machine.remote = f"dvc.remote.url={remote}"
-    machine.database = servers.environment()["GENIE_DATABASE_URL"]
-    query(machine.database, HOLDERS + "; SELECT 1")  # what the first night would create: the holders, none yet
+    machine.database = admin["GENIE_DATABASE_URL"]  # the nights' role: the holders table is the stack's
     yield machine
-    os.environ.pop("MLFLOW_TRACKING_URI")
+    for key in reads:
+        os.environ.pop(key)
 
 
 def query(url: str, sql: str) -> list[tuple]:

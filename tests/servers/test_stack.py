@@ -17,11 +17,15 @@ from tests.servers.team import GENIE, genie, night_args, stack_command, summary
 pytestmark = pytest.mark.servers
 
 
-def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_path):
+def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_path, monkeypatch):
     up = stack_command(servers, "up")
     assert up.returncode == 0, up.stderr
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines())
-    assert exports == servers.environment()
+    admin = servers.secrets.member_file("admin")
+    assert up.stdout.strip() == f". {admin}" and admin.stat().st_mode & 0o077 == 0  # the operator's, theirs alone
+    exports = servers.environment()
+    assert exports["MLFLOW_TRACKING_USERNAME"] == "admin" and exports["PREFECT_API_AUTH_STRING"]
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):  # this process reads the registry too
+        monkeypatch.setenv(key, exports[key])
     assert all(s["running"] for s in json.loads(stack_command(servers, "status").stdout).values())
 
     # a machine of the team: its own folder and Prefect home, the servers' URLs from `eval "$(genie stack up)"`
@@ -110,9 +114,9 @@ def test_a_worker_on_another_machine_runs_the_deployed_night(servers, tmp_path):
     run = subprocess.run([prefect, "deployment", "run", "genie-nightly/nightly", "--param", "until=prepare"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    worker = subprocess.run([prefect, "worker", "start", "--pool", "genie-test", "--run-once"], cwd=tmp_path,
-                            env=env | {"GENIE_PROJECT": str(project)}, capture_output=True, text=True, timeout=600)
+    worker = genie("worker", "--pool", "genie-test", "--project", str(project), "--run-once", cwd=tmp_path, env=env)
     assert worker.returncode == 0, worker.stderr[-3000:]
+    assert "refused" not in worker.stdout + worker.stderr  # genie's own deployment: it runs
     assert (project / "data.dvc").is_file() and (project / "artifacts/digits/split").is_dir()  # prepared there
     with psycopg2.connect(servers.database_url("prefect")) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT d.entrypoint, s.schedule FROM deployment d "
