@@ -202,6 +202,7 @@ def train_ldm(
     scheduler = DDPMScheduler(**SCHEDULE, clip_sample=False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-2)
+    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
     lr_schedule = _schedule(optimizer, recipe.unet_steps)
     batches = _batches(len(paths), min(recipe.batch_size, len(paths)), rng)
     losses = []
@@ -214,7 +215,9 @@ def train_ldm(
         noise = torch.randn(z0.shape, generator=rng)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z0),), generator=rng)
         states = text_encoder(ids[y])[0]
-        loss = F.mse_loss(unet(scheduler.add_noise(z0, noise, t), t, states).sample, noise)
+        errors = F.mse_loss(unet(scheduler.add_noise(z0, noise, t), t, states).sample, noise, reduction="none")
+        weights = snr[t].clamp(max=recipe.min_snr_gamma) / snr[t] if recipe.min_snr_gamma else torch.ones(len(t))
+        loss = (errors.mean(dim=(1, 2, 3)) * weights).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
