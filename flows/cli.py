@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_benchmark import benchmark
-from flows.cli_options import DEBUG, NoWait, Params, Set, errors, in_flow, run_flow, settings, show
+from flows.cli_options import DEBUG, NoWait, Params, Retrain, Set, errors, in_flow, run_flow, settings, show
 from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
@@ -168,13 +168,17 @@ def rollback(reason: Annotated[str, typer.Option(help="why, kept as a tag on the
              params: Params = Path("params.yaml"), set_: Set = None) -> None:
     """Give the champion alias back to the previous champion. The demoted version is tagged rolled_back and no
     night promotes it again; only `genie promote VERSION` can."""
+    from flows.notify import notify
     from tasks.champion import rollback as roll_back
+    from tasks.champion import who
 
     config = settings(params, set_)
     name = config.registered_model
     with errors("move champion"), exclusive(config.workdir, config.dataset.name, "genie rollback"):
         demoted, champion = roll_back(name, reason)
-    typer.echo(f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})")
+    said = f"{name}: champion is version {champion} again; version {demoted} is marked rolled back ({reason})"
+    typer.echo(said)
+    notify(config, "rollback", f"{said}, by {who()}")
 
 
 @app.command()
@@ -236,7 +240,7 @@ def generate(
                                                    "method's own, e.g. genie.noise_ratio)")] = None,
     pairs: Annotated[Optional[Path], typer.Option(help="CSV with columns source,target instead of a per-class budget")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (default artifacts/<dataset>/generated); one sub-folder per method")] = None,
-    no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None,
+    retrain: Retrain = False, no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None,
 ) -> None:
     """Generate hard negatives: one PNG per edit named by its content key (in key-prefix sub-folders), its rows
     in manifest/ (read them with models.edit_folder.edits).
@@ -249,20 +253,21 @@ def generate(
         methods.get(method)  # before a flow starts: one line naming the valid methods
         pair_list = read_pairs(pairs) if pairs is not None else None
     show(run_flow(genie_generate, config, method=method, per_class=per_class, ratio=ratio, pairs=pair_list,
-                  out_dir=out, wait=not no_wait))
+                  out_dir=out, wait=not no_wait, retrain=retrain))
 
 
 @app.command()
 def quality(
     samples_per_class: Annotated[int, typer.Option(min=1, help="text-to-image samples per class")] = 20,
     pairs: Annotated[int, typer.Option(min=1, help="random (source, target) pairs for the GeNIe edits")] = 100,
-    params: Params = Path("params.yaml"), set_: Set = None,
+    retrain: Retrain = False, params: Params = Path("params.yaml"), set_: Set = None,
 ) -> None:
     """Judge the generator with a classifier trained only on real images: text-to-image label accuracy
     and the share of GeNIe edits judged as the target at r = 0.3, 0.5, 0.8. Logged to MLflow."""
     from flows.generation import genie_quality
 
-    show(run_flow(genie_quality, settings(params, set_), samples_per_class=samples_per_class, pairs=pairs))
+    show(run_flow(genie_quality, settings(params, set_), samples_per_class=samples_per_class, pairs=pairs,
+                  retrain=retrain))
 
 
 @app.command()

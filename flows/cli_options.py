@@ -14,6 +14,8 @@ from models.config import ConfigError, Settings, load_settings
 
 Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="stop at once if another run holds the dataset's work folder")]
+Retrain = Annotated[bool, typer.Option("--retrain", help="train the embedded generator again where the retrain policy "
+                                       "says so (tens of minutes; it becomes the current one); without it, stop")]
 Set = Annotated[Optional[list[str]], typer.Option(
     "--set", "-s", metavar="KEY=VALUE", help="override a key of params.yaml, e.g. classifier.epochs=3")]
 

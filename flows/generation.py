@@ -38,7 +38,8 @@ def genie_train_generator(settings: Settings, force: bool = False) -> dict:
 @flow(name="genie-generate")
 @one_writer
 def genie_generate(settings: Settings, method: str = "genie", per_class: int = 10, ratio: float | None = None,
-                   pairs: list[tuple[str, str]] | None = None, out_dir: Path | None = None, wait: bool = True) -> dict:
+                   pairs: list[tuple[str, str]] | None = None, out_dir: Path | None = None, wait: bool = True,
+                   retrain: bool = False) -> dict:
     """Hard negatives for a per-class budget or explicit (source image, target class) pairs."""
     kind = methods.get(method)  # an unknown or internal method: one line naming the valid ones
     if ratio is not None and not 0 < ratio <= 1:
@@ -56,7 +57,7 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
                              per_class, ratio, settings.generator.seed)
     if not edits:
         raise ValueError("empty selection: no (source, target) pairs to generate")
-    ensure_generator(settings, data, split, step_log)
+    ensure_generator(settings, data, split, step_log, replace=None if retrain else "genie generate")
     extractor = train_baseline(settings, data, split, step_log) if kind.needs_extractor else None
     out_dir = Path(out_dir or settings.workdir / "generated") / method
     _, totals = generate_edits(settings, data, split, edits, out_dir, step_log, extractor=extractor)
@@ -67,11 +68,11 @@ def genie_generate(settings: Settings, method: str = "genie", per_class: int = 1
 
 @flow(name="genie-quality")
 @one_writer
-def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 100) -> dict:
+def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 100, retrain: bool = False) -> dict:
     """Judge the generator with a classifier trained only on real images; log to MLflow."""
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
-    ensure_generator(settings, data, split, step_log)
+    ensure_generator(settings, data, split, step_log, replace=None if retrain else "genie quality")
     classifier = train_baseline(settings, data, split, step_log)
     metrics = judge_generator(settings.generator, settings.generator_model, settings.prompts(split.info["classes"]),
                               settings.dataset.path, split, classifier, settings.workdir / "generated",

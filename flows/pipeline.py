@@ -2,6 +2,7 @@
 -> evaluate (and promote). `until` stops after a stage, which is how dvc.yaml runs each one."""
 
 import os
+import socket
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -11,7 +12,9 @@ from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
 from flows.environment import use_defaults
+from flows.notify import notify, outcome
 from flows.stages import (
+    FIRST_NIGHT_MINUTES,
     StepLog,
     current_adapters,
     ensure_generator,
@@ -27,7 +30,14 @@ from models.config import Settings
 from models.dataset import read_manifest
 from models.digests import file_digest, model_identity
 from tasks.caching import images_digest
-from tasks.champion import crown_first, fetch_champion, promote_if_better, register_classifier
+from tasks.champion import (
+    crown_first,
+    fetch_champion,
+    log_decision,
+    promote_if_better,
+    register_classifier,
+    set_champion,
+)
 from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.versioning import commit_stages, push, version_generated
 
@@ -54,19 +64,12 @@ STAGE_PARAMS = {
     "finetune": ("dataset", "classifier", "finetune"),
     "evaluate": ("dataset", "evaluate", "promote"),
 }
-# A first night's minutes per stage on the embedded digits, measured on 2 CPU cores where benchmarks/epoch_speed.py
-# read 62 images/s before the night and 41 after (docs/nightly_cost.md); a stage that comes from the cache takes
-# seconds.
-FIRST_NIGHT_MINUTES = {"prepare": 0.8, "train-generator": 29, "baseline": 2.4, "select": 0.1, "generate": 1.8,
-                       "finetune": 1.2, "evaluate": 0.5}
-
-
 def plan(last: int) -> str:
     """The night's stages with what each takes on a first night, so that a new user knows whether to wait."""
     stages = STAGES[: last + 1]
     minutes = sum(FIRST_NIGHT_MINUTES[stage] for stage in stages)
     return (" -> ".join(f"{stage} (~{FIRST_NIGHT_MINUTES[stage]:g} min)" for stage in stages)
-            + f"; a first night on the embedded digits takes about {minutes:.0f} min on 2 CPU cores that read 40-60 "
+            + f"; a first night on the embedded digits takes about {minutes:.0f} min on 2 CPU cores that read 60 "
             "images/s in benchmarks/epoch_speed.py (a third of it where they read 190); a stage whose inputs did "
             "not change comes from the cache in seconds")
 
@@ -84,11 +87,25 @@ def genie_prepare(settings: Settings) -> dict:
 @one_writer
 def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) -> dict:
     """Every stage is a cached task: a re-run with nothing changed recomputes nothing. One run per dataset
-    at a time: a second waits for the first, or with `wait=False` stops at once naming it."""
+    at a time: a second waits for the first, or with `wait=False` stops at once naming it. Its outcome (a
+    decision, or a failure) is sent to the configured channels (`notify`)."""
     if until not in STAGES:
         raise ValueError(f"--until {until}: choose one of {', '.join(STAGES)}")
-    last = STAGES.index(until)
     logger = get_run_logger()
+    try:
+        summary = night(settings, STAGES.index(until), logger)
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        notify(settings, "failed", f"{reason}\non {socket.gethostname()}: the traceback is in the night's log, "
+               "its MLflow run is marked FAILED", logger)
+        raise
+    if "decision" in summary:
+        notify(settings, *outcome(summary), logger)
+    logger.info("%s", summary.get("decision", f"stopped after {until}"))
+    return summary
+
+
+def night(settings: Settings, last: int, logger) -> dict:
     logger.info("the night: %s", plan(last))
     step_log: StepLog = {}
     data, split = prepare(settings, step_log)
@@ -114,7 +131,6 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         log_files(run_id, [], "", tags={f"step.{name}": how for name, how in step_log.items()}
                   | {"generator.decision": summary.get("generator", "")})
         MlflowClient().set_terminated(run_id, status)
-    logger.info("%s", summary.get("decision", f"stopped after {until}"))
     return summary
 
 
@@ -186,19 +202,16 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     }
     registered = register_classifier(run_id, settings, data, challenger, challenger_test, "finetuned", lineage,
                                      inputs=real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)})
-    if not same_classes:  # the champion cannot be scored on data with other classes: no comparison, no promotion
-        reason = (f"promotion skipped: champion v{champion.info['version']} knows classes "
-                  f"{', '.join(champion.info['classes'])}; the data has {', '.join(split.info['classes'])}")
-        return summary | {"challenger_version": registered["version"], "promoted": False,
-                          "champion": champion.info["version"],
-                          "decision": f"challenger v{registered['version']} not promoted: {reason}"}
+    if not same_classes:  # the champion cannot be scored on data with other classes: the team's rule decides
+        return summary | new_classes(settings, registered["version"], challenger_test, champion, split, run_id)
     if registered["version"] == champion.info["version"]:  # last night's challenger, already promoted
         champion_test = challenger_test
     else:  # the champion on the same test data, in the same run
         champion_test = evaluate(settings, champion, split, step_log, "evaluate-champion", workdir / "champion" / "evaluation")
     log_evaluation(run_id, champion_test, "champion.test", "champion")
     decision = promote_if_better(settings, registered["version"], challenger_test.info["metrics"],
-                                 champion.info["version"], champion_test.info["metrics"], run_id)
+                                 champion.info["version"], champion_test.info["metrics"], run_id,
+                                 (class_accuracy(challenger_test), class_accuracy(champion_test)))
     return summary | {
         "challenger_version": registered["version"],
         "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
@@ -210,6 +223,31 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     }
 
 
+
+
+def class_accuracy(evaluation) -> dict[str, float]:
+    table = pd.read_csv(evaluation["per_class"], dtype={"class": str})
+    return dict(zip(table["class"], table["accuracy"].fillna(0.0)))
+
+
+def new_classes(settings: Settings, version: str, challenger_test, champion, split, run_id: str) -> dict:
+    """A challenger that knows classes the champion does not: promote.new_classes says whether it waits for a
+    person (the decision names the command) or is promoted."""
+    added = sorted(set(split.info["classes"]) - set(champion.info["classes"]))
+    known = (f"champion v{champion.info['version']} knows classes {', '.join(champion.info['classes'])}; the data "
+             f"also has {', '.join(added) or 'none'} (and lacks {', '.join(sorted(set(champion.info['classes']) - set(split.info['classes']))) or 'none'})")
+    name = settings.registered_model
+    if settings.promote.new_classes == "promote":
+        set_champion(name, version, "promoted", f"new classes: {known}", run_id, {"new-classes": "pass: promote"})
+        return {"challenger_version": version, "promoted": True, "champion": version,
+                "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
+                "decision": f"challenger v{version} promoted: promote.new_classes is promote; {known}"}
+    reason = f"{known}; it waits for a person: `genie promote {version}` serves it"
+    log_decision(name, "waiting", version, reason, run_id, {"new-classes": "fail: wait for a person"},
+                 replaced=champion.info["version"])
+    return {"challenger_version": version, "promoted": False, "waiting": True, "champion": champion.info["version"],
+            "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
+            "decision": f"challenger v{version} not promoted: {reason}"}
 
 
 @flow(name="genie-nightly")

@@ -33,6 +33,11 @@ StepLog = dict[str, str]
 ADAPTERS = "adapters"  # <workdir>/adapters/<class>: each class's adapter on the current generator
 
 
+# A first night's minutes per stage on the embedded digits, measured on 2 CPU cores where benchmarks/epoch_speed.py
+# read 58 images/s (docs/nightly_cost.md); a stage that comes from the cache takes seconds.
+FIRST_NIGHT_MINUTES = {"prepare": 0.8, "train-generator": 12, "baseline": 1.4, "select": 0.1, "generate": 1.1,
+                       "finetune": 0.8, "evaluate": 0.3}
+
 def one_writer(fn):
     """A flow that holds its dataset for its whole run (its work folder, and with GENIE_DATABASE_URL the dataset on
     every machine): a second one waits, saying who holds it, or with `wait=False` (a parameter of the flow, where it
@@ -91,9 +96,10 @@ def evaluate(settings: Settings, model: Outputs, split: Outputs, step_log: StepL
 
 
 def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog,
-                     force: bool = False) -> dict:
+                     force: bool = False, replace: str | None = None) -> dict:
     """The generator a night uses: the registered `current` one unless the retrain policy (or `force`)
-    says train; a configured generator.model is used as it is. Returns the decision and its reason."""
+    says train; a configured generator.model is used as it is. Returns the decision and its reason.
+    `replace`: the command, when it must not replace a registered generator unasked (it stops, saying why)."""
     if settings.generator.model:  # a checkpoint knows none of the data's classes as such: `new` adapts them all
         return {"decision": "configured", "reason": settings.generator.model,
                 "adapted": adapt_classes(settings, data, split, step_log)}
@@ -104,6 +110,10 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     adapt = settings.generator.adapt != "none"
     retrain, reason = retrain_reason(current and current.trained_on, now, settings.generator.retrain, force, adapt)
     folder = Path(settings.generator_model)
+    if retrain and current and replace:  # no surprise: tens of minutes of training, and a new `current`
+        raise ValueError(f"{replace} would train the embedded generator again ({reason}), about "
+                         f"{FIRST_NIGHT_MINUTES['train-generator']:g} min on 2 CPU cores, and make it the current one: run it "
+                         "with --retrain, or `genie train-generator` first")
     if not retrain:
         restore_generator(current.source, current.digest, folder)
         step_log["train-generator"] = "reused"

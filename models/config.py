@@ -254,8 +254,24 @@ class FinetuneConfig(Strict):
 
 
 class PromoteConfig(Strict):
+    """The gates a challenger passes to become the champion (models/promotion.py); each verdict is logged."""
+
     min_improvement: float = Field(0.0, ge=0, description="overall accuracy gain the challenger must exceed")
     few_shot_tolerance: float = Field(0.01, ge=0, description="largest allowed drop on the few-shot group")
+    max_class_drop: float | None = Field(0.1, ge=0, description="largest drop any one class may take; empty: no limit")
+    worst_group_tolerance: float | None = Field(
+        0.0, ge=0, description="largest drop of the worst group (datasets with contexts); empty: not a gate")
+    new_classes: Literal["wait", "promote"] = Field(
+        "wait", description="a challenger that knows classes the champion does not (it cannot be compared): wait for "
+        "a person (`genie promote N`, named in the decision and the alert), or promote it")
+
+
+class NotifyConfig(Strict):
+    """Where a night's outcome is sent (flows/notify.py); URLs that carry a token belong in GENIE_NOTIFY_URLS."""
+
+    urls: list[str] = Field(default_factory=list, description="Apprise URLs: slack://..., mailto://..., json://host/path")
+    on: list[Literal["failed", "promoted", "refused", "waiting", "rollback"]] = Field(
+        ["failed", "promoted", "refused", "waiting", "rollback"], description="the events to send")
 
 
 class FewShotBenchmarkConfig(Strict):
@@ -368,6 +384,7 @@ class Settings(Strict):
     runner: RunnerConfig = RunnerConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     promote: PromoteConfig = PromoteConfig()
+    notify: NotifyConfig = NotifyConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     dvc: DvcConfig = DvcConfig()
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)

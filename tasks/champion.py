@@ -123,14 +123,15 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
 
 @task(name="promote")
 def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
-                      champion_metrics: dict, run_id: str | None = None) -> dict:
-    """Move `champion` to the challenger only when it wins on the same test data, and only if the champion is still
-    the version it was compared with; record why on the challenger and, when it moves, in the decision log."""
+                      champion_metrics: dict, run_id: str | None = None,
+                      per_class: tuple[dict[str, float], dict[str, float]] | None = None) -> dict:
+    """Move `champion` to the challenger only when it passes every gate on the same test data (`per_class`: each
+    class's accuracy, challenger's and champion's), and only if the champion is still the version it was compared
+    with; record why on the challenger, and the gates' verdicts in the decision log either way."""
     name = settings.registered_model
     if challenger == champion:
         return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
-    promoted, reason = decide(challenger_metrics, champion_metrics, settings.promote.min_improvement,
-                              settings.promote.few_shot_tolerance)
+    promoted, reason, gates = decide(challenger_metrics, champion_metrics, settings.promote, *(per_class or ()))
     rolled_back = MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true"
     if promoted and rolled_back:  # a demoted version is crowned again only by hand
         promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
@@ -148,24 +149,32 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
         for who, metrics in (("champion", champion_metrics), ("challenger", challenger_metrics)):
             if f"accuracy.{group}" in metrics:
                 tags[f"{who}_accuracy_{group}"] = f"{metrics[f'accuracy.{group}']:.4f}"
+    tags["gates"] = json.dumps(gates)
     tag_version(name, challenger, tags)
     if promoted:
-        set_champion(name, challenger, "promoted", reason, run_id)
+        set_champion(name, challenger, "promoted", reason, run_id, gates)
+    else:
+        log_decision(name, "refused", challenger, reason, run_id, gates, replaced=champion)
     get_run_logger().info("%s version %s %s: %s", name, challenger, tags["promotion"], reason)
-    return {"promoted": promoted, "reason": reason, "champion": challenger if promoted else champion}
+    return {"promoted": promoted, "reason": reason, "champion": challenger if promoted else champion, "gates": gates}
 
 
-def decision_log(name: str, last: int = 20) -> list[dict]:
-    """The champion's moves, newest first: action, version, the champion it replaced, reason, who, when, run."""
+STAYS = ("refused", "waiting")  # decisions that leave the champion where it is
+
+
+def decision_log(name: str, last: int = 20, moves_only: bool = False) -> list[dict]:
+    """The champion's decisions, newest first: action, version, the champion it replaced (or was compared with),
+    reason, each gate's verdict, who, when, run. `moves_only`: those that moved the alias."""
     client = MlflowClient()
     experiment = client.get_experiment_by_name(f"{name}-{DECISIONS}")
     if experiment is None:
         return []
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+    moves = " and ".join(f"tags.action != '{action}'" for action in STAYS) if moves_only else ""
+    runs = client.search_runs([experiment.experiment_id], moves, order_by=["attributes.start_time DESC"],
                               max_results=max(last, 20))
     rows = sorted((run.data.tags for run in runs), key=lambda tags: int(tags["at_ns"]), reverse=True)
     return [{key: tags.get(key, "") for key in ("action", "version", "replaced", "reason", "who", "when", "run_id")}
-            for tags in rows[:last]]
+            | {"gates": json.loads(tags.get("gates") or "{}")} for tags in rows[:last]]
 
 
 def who() -> str:
@@ -173,17 +182,24 @@ def who() -> str:
     return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
 
 
-def set_champion(name: str, version: str, action: str, reason: str, run_id: str | None = None) -> str | None:
-    """Point `champion` at a version, keeping the one it replaces as `previous-champion`: the decision is logged
-    first, then the aliases move. After a kill between the two, `agree` finishes the move."""
+def log_decision(name: str, action: str, version: str, reason: str, run_id: str | None = None,
+                 gates: dict | None = None, replaced: str | None = None) -> None:
+    """One row of the decision log (a run of the `<model>-decisions` experiment, its fields as tags)."""
     client = MlflowClient()
-    client.get_model_version(name, version)  # raises for an unknown version
-    current = alias_version(name)
-    tags = {"action": action, "version": version, "replaced": current or "", "reason": reason,
+    tags = {"action": action, "version": version, "replaced": replaced or "", "reason": reason,
             "who": f"{who()}@{socket.gethostname()}", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "at_ns": str(time.time_ns()), "run_id": run_id or ""}
+            "at_ns": str(time.time_ns()), "run_id": run_id or "", "gates": json.dumps(gates or {})}
     logged = client.create_run(experiment_id_of(f"{name}-{DECISIONS}"), run_name=f"{action} v{version}", tags=tags)
     client.set_terminated(logged.info.run_id)
+
+
+def set_champion(name: str, version: str, action: str, reason: str, run_id: str | None = None,
+                 gates: dict | None = None) -> str | None:
+    """Point `champion` at a version, keeping the one it replaces as `previous-champion`: the decision is logged
+    first, then the aliases move. After a kill between the two, `agree` finishes the move."""
+    MlflowClient().get_model_version(name, version)  # raises for an unknown version
+    current = alias_version(name)
+    log_decision(name, action, version, reason, run_id, gates, replaced=current)
     _move(name, version, current)
     return current
 
@@ -198,7 +214,7 @@ def _move(name: str, version: str, current: str | None) -> None:
 def agree(name: str) -> str | None:
     """The champion, made to agree with the last logged decision (a move a kill left half done is finished)."""
     current = alias_version(name)
-    log = decision_log(name, last=1)
+    log = decision_log(name, last=1, moves_only=True)
     if log and log[0]["version"] != current:
         _move(name, log[0]["version"], log[0]["replaced"] or None)
         return log[0]["version"]

@@ -44,6 +44,17 @@ def test_train_generator_then_generate_incrementally(project):
     rows = edits(project / "artifacts/digits/generated/genie-ada")
     assert rows["ratio"].isin([0.6, 0.7, 0.8, 0.9]).all() and rows["ada_scores"].str.count(",").eq(3).all()
 
+    # no surprise work: a changed budget would train the generator again (tens of minutes on a slow machine) and
+    # replace the current one; generate stops and says so, unless --retrain
+    changed = invoke("generate", "--per-class", "1", "--set", "generator.embedded.min_snr_gamma=4")
+    assert changed.exit_code == 1 and changed.output.strip().splitlines()[-1].startswith(
+        "error: genie generate would train the embedded generator again (recipe changed"), changed.output
+    assert "--retrain" in changed.output and "Traceback" not in changed.output
+    versions = MlflowClient().search_model_versions("name = 'digits-generator'")
+    retrained = invoke("generate", "--per-class", "1", "--set", "generator.embedded.min_snr_gamma=4", "--retrain")
+    assert retrained.exit_code == 0, retrained.output
+    assert len(MlflowClient().search_model_versions("name = 'digits-generator'")) == len(versions) + 1
+
 
 def test_bad_generate_input_is_one_line(project):
     assert invoke("prepare").exit_code == 0

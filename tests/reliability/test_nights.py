@@ -20,7 +20,7 @@ from prefect.logging import disable_run_logger
 
 from models.classifier import classify
 from models.config import Settings
-from tasks.champion import promote_if_better
+from tasks.champion import decision_log, promote_if_better
 from tests.ports import free_port
 
 NAME = "digits-classifier"
@@ -132,7 +132,12 @@ def test_a_new_class_registers_the_challenger_and_skips_promotion(project, genie
     assert (project / "artifacts/digits/adapters/10/pytorch_lora_weights.safetensors").is_file()
     registered = MlflowClient().get_model_version("digits-adapters", "1")
     assert registered.tags["class"] == "10" and registered.tags["token"] == "<10>" and registered.tags["base_digest"]
-    assert summary["decision"].startswith(f"challenger v{summary['challenger_version']} not promoted: promotion "
-                                          f"skipped: champion v{summary['champion']} knows classes 0, 1, 2")
-    assert summary["decision"].endswith("the data has 0, 1, 10, 2, 3, 4, 5, 6, 7, 8, 9")
+    # the champion cannot be scored on class 10: by default (promote.new_classes: wait) a person decides, and the
+    # decision names the command that serves the new class
+    version = summary["challenger_version"]
+    assert summary["decision"].startswith(f"challenger v{version} not promoted: champion v{summary['champion']} "
+                                          "knows classes 0, 1, 2")
+    assert summary["decision"].endswith(f"the data also has 10 (and lacks none); it waits for a person: `genie "
+                                        f"promote {version}` serves it") and summary["waiting"] is True
+    assert decision_log("digits-classifier")[0]["action"] == "waiting"
     assert "Traceback" not in night.stderr

@@ -1,0 +1,68 @@
+"""Alerts through Apprise to a real local HTTP endpoint (Apprise's json:// URLs): what each message says, and that
+a channel that is down never fails a night."""
+import json
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from flows.notify import notify
+from flows.pipeline import genie_run
+from models.config import Settings
+from tests.ports import free_port
+
+
+@contextmanager
+def endpoint():
+    """A webhook on loopback that keeps every JSON body it is sent; yields (its json:// URL, the bodies)."""
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+
+
+def test_an_alert_reaches_the_channel_and_a_channel_down_fails_nothing():
+    with endpoint() as (url, received):
+        settings = Settings.model_validate({"notify": {"urls": [url], "on": ["promoted", "failed"]}})
+        assert notify(settings, "promoted", "challenger v3 promoted: gain +0.0400")
+        assert not notify(settings, "refused", "not sent: not in notify.on")
+    assert [(m["title"], m["message"], m["type"]) for m in received] == [
+        ("genie-flow: a challenger promoted (digits)", "challenger v3 promoted: gain +0.0400", "info")]
+    down = Settings.model_validate({"notify": {"urls": [f"json://127.0.0.1:{free_port()}/hook"]}})
+    assert notify(down, "failed", "nobody listens") is False  # logged, not raised
+
+
+TINY = {"classifier": {"epochs": 1}, "finetune": {"epochs": 1}, "select": {"per_target": 2},
+        "generator": {"steps": 4, "embedded": {"vae_steps": 4, "unet_steps": 4}, "adapter": {"steps": 4}}}
+
+
+def test_a_night_sends_its_decision_and_a_failed_night_its_reason(project: Path):
+    with endpoint() as (url, received):
+        summary = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url]}}))
+        empty = project / "empty"
+        empty.mkdir()
+        with pytest.raises(Exception) as failure:
+            genie_run(Settings.model_validate({"notify": {"urls": [url]}, "dataset": {
+                "name": "nothing", "path": str(empty), "embedded": False}}))
+    decided, failed = received
+    event = "promoted" if summary["promoted"] else "refused"
+    assert decided["title"] == f"genie-flow: a challenger {event} (digits)"
+    assert decided["message"].splitlines()[0] == summary["decision"]
+    assert f"challenger_test_accuracy {summary['challenger_test_accuracy']:.4f}" in decided["message"]
+    assert failed["title"] == "genie-flow: a night failed (nothing)" and failed["type"] == "failure"
+    assert failed["message"].splitlines()[0] == str(failure.value).strip().splitlines()[0]
