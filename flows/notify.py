@@ -23,7 +23,7 @@ def notify(settings: Settings, event: str, body: str, logger: logging.Logger | l
     """Send `body` for `event` to every configured URL; True when all took it. Never raises."""
     logger = logger or logging.getLogger("genie.notify")
     targets = urls(settings)
-    if not targets or event not in settings.notify.on:
+    if not targets or event not in settings.notify.events:
         return False
     try:
         import apprise

@@ -270,7 +270,7 @@ class NotifyConfig(Strict):
     """Where a night's outcome is sent (flows/notify.py); URLs that carry a token belong in GENIE_NOTIFY_URLS."""
 
     urls: list[str] = Field(default_factory=list, description="Apprise URLs: slack://..., mailto://..., json://host/path")
-    on: list[Literal["failed", "promoted", "refused", "waiting", "rollback"]] = Field(
+    events: list[Literal["failed", "promoted", "refused", "waiting", "rollback"]] = Field(
         ["failed", "promoted", "refused", "waiting", "rollback"], description="the events to send")
 
 

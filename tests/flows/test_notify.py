@@ -38,9 +38,9 @@ def endpoint():
 
 def test_an_alert_reaches_the_channel_and_a_channel_down_fails_nothing():
     with endpoint() as (url, received):
-        settings = Settings.model_validate({"notify": {"urls": [url], "on": ["promoted", "failed"]}})
+        settings = Settings.model_validate({"notify": {"urls": [url], "events": ["promoted", "failed"]}})
         assert notify(settings, "promoted", "challenger v3 promoted: gain +0.0400")
-        assert not notify(settings, "refused", "not sent: not in notify.on")
+        assert not notify(settings, "refused", "not sent: not in notify.events")
     assert [(m["title"], m["message"], m["type"]) for m in received] == [
         ("genie-flow: a challenger promoted (digits)", "challenger v3 promoted: gain +0.0400", "info")]
     down = Settings.model_validate({"notify": {"urls": [f"json://127.0.0.1:{free_port()}/hook"]}})
