@@ -272,10 +272,13 @@ class Stack:
     def status(self) -> dict[str, dict]:
         data = self.folder / "postgres"
         postgres = data.is_dir() and self._postgres("pg_ctl", "-D", str(data), "status", check=False).returncode == 0
-        return {"postgres": {"running": postgres, "url": f"postgresql://{self.address}:{self.postgres_port}/genie"},
+        checks = {"postgres": "scram-sha-256", "mlflow": "basic-auth", "prefect": "auth string"}
+        return {"postgres": {"running": postgres, "url": f"postgresql://{self.address}:{self.postgres_port}/genie",
+                             "authentication": checks["postgres"] if self.secure else "none"},
                 **{name: {"running": self._alive(name) and self._answers(name), "pid": self._pid(name),
-                          "url": self.urls()["MLFLOW_TRACKING_URI" if name == "mlflow" else "PREFECT_API_URL"]}
-                   for name in ("mlflow", "prefect")}, "authentication": self.secure}
+                          "url": self.urls()["MLFLOW_TRACKING_URI" if name == "mlflow" else "PREFECT_API_URL"],
+                          "authentication": checks[name] if self.secure else "none"}
+                   for name in ("mlflow", "prefect")}}
 
     def down(self, timeout: float = 30) -> None:
         """Stop the servers (the data stays in the folder for the next `up`)."""

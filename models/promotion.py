@@ -24,7 +24,7 @@ def decide(challenger: dict[str, float], champion: dict[str, float], rules: Prom
         drop = champion["accuracy.few"] - challenger["accuracy.few"]
         ok = drop <= rules.few_shot_tolerance
         gate("few-shot", ok, f"few-shot classes {challenger['accuracy.few']:.4f} vs {champion['accuracy.few']:.4f}: "
-             f"{-drop:+.4f}" if ok else f"few-shot accuracy drops by {drop:.4f} (> tolerance {rules.few_shot_tolerance})")
+             f"{0.0 - drop:+.4f}" if ok else f"few-shot accuracy drops by {drop:.4f} (> tolerance {rules.few_shot_tolerance})")
     if rules.max_class_drop is not None and challenger_classes and champion_classes:
         drops = {label: champion_classes[label] - challenger_classes[label]
                  for label in sorted(set(challenger_classes) & set(champion_classes))}
@@ -36,7 +36,7 @@ def decide(challenger: dict[str, float], champion: dict[str, float], rules: Prom
         drop = champion["accuracy.worst_group"] - challenger["accuracy.worst_group"]
         gate("worst-group", drop <= rules.worst_group_tolerance,
              f"worst group {challenger['accuracy.worst_group']:.4f} vs {champion['accuracy.worst_group']:.4f}: "
-             f"{-drop:+.4f} (tolerance {rules.worst_group_tolerance})")
+             f"{0.0 - drop:+.4f} (tolerance {rules.worst_group_tolerance})")
     failed = [name for name, verdict in verdicts.items() if verdict.startswith("fail")]
     if failed:
         return False, f"the {failed[0]} gate refused it: {verdicts[failed[0]].removeprefix('fail: ')}", verdicts
