@@ -34,6 +34,7 @@ from tasks.champion import (
     crown_first,
     fetch_champion,
     log_decision,
+    move_blocked,
     promote_if_better,
     register_classifier,
     set_champion,
@@ -232,22 +233,26 @@ def class_accuracy(evaluation) -> dict[str, float]:
 
 def new_classes(settings: Settings, version: str, challenger_test, champion, split, run_id: str) -> dict:
     """A challenger that knows classes the champion does not: promote.new_classes says whether it waits for a
-    person (the decision names the command) or is promoted."""
-    added = sorted(set(split.info["classes"]) - set(champion.info["classes"]))
+    person (the decision names the command) or is promoted, through the same guards as any promotion."""
+    ours, theirs = set(split.info["classes"]), set(champion.info["classes"])
     known = (f"champion v{champion.info['version']} knows classes {', '.join(champion.info['classes'])}; the data "
-             f"also has {', '.join(added) or 'none'} (and lacks {', '.join(sorted(set(champion.info['classes']) - set(split.info['classes']))) or 'none'})")
-    name = settings.registered_model
+             f"also has {', '.join(sorted(ours - theirs)) or 'none'} "
+             f"(and lacks {', '.join(sorted(theirs - ours)) or 'none'})")
+    name, compared_with = settings.registered_model, champion.info["version"]
     if settings.promote.new_classes == "promote":
-        set_champion(name, version, "promoted", f"new classes: {known}", run_id, {"new-classes": "pass: promote"})
-        return {"challenger_version": version, "promoted": True, "champion": version,
-                "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
-                "decision": f"challenger v{version} promoted: promote.new_classes is promote; {known}"}
-    reason = f"{known}; it waits for a person: `genie promote {version}` serves it"
-    log_decision(name, "waiting", version, reason, run_id, {"new-classes": "fail: wait for a person"},
-                 replaced=champion.info["version"])
-    return {"challenger_version": version, "promoted": False, "waiting": True, "champion": champion.info["version"],
+        blocked = move_blocked(settings, version, compared_with)
+        promoted, reason = blocked is None, blocked or f"promote.new_classes is promote; {known}"
+    else:
+        promoted, reason = False, f"{known}; it waits for a person: `genie promote {version}` serves it"
+    gates = {"new-classes": f"{'pass' if promoted else 'fail'}: {settings.promote.new_classes}"}
+    if promoted:
+        set_champion(name, version, "promoted", reason, run_id, gates)
+    else:
+        log_decision(name, "waiting", version, reason, run_id, gates, replaced=compared_with)
+    return {"challenger_version": version, "promoted": promoted, "waiting": not promoted,
+            "champion": version if promoted else compared_with,
             "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
-            "decision": f"challenger v{version} not promoted: {reason}"}
+            "decision": f"challenger v{version} {'promoted' if promoted else 'not promoted'}: {reason}"}
 
 
 @flow(name="genie-nightly")

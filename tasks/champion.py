@@ -121,6 +121,23 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
     return Outputs.of(info, checkpoint=folder / "model.pt")
 
 
+def move_blocked(settings: Settings, challenger: str, champion: str) -> str | None:
+    """Why `champion` must not move to a challenger that won against version `champion`, or None: it was rolled
+    back, the night lost its hold on the dataset, or the champion moved since (compare and set: it is read again
+    here, a half-done move finished first)."""
+    name = settings.registered_model
+    now = agree(name)
+    if MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true":
+        return f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
+    if not still_held(dataset_key(settings.dataset.name)):
+        return (f"the night lost its hold on dataset {settings.dataset.name} (the team's database restarted), so "
+                "another night may be deciding; not promoted")
+    if now != champion:
+        return (f"the champion moved to version {now} after version {challenger} was compared with version "
+                f"{champion}; not promoted")
+    return None
+
+
 @task(name="promote")
 def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
                       champion_metrics: dict, run_id: str | None = None,
@@ -132,16 +149,9 @@ def promote_if_better(settings: Settings, challenger: str, challenger_metrics: d
     if challenger == champion:
         return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
     promoted, reason, gates = decide(challenger_metrics, champion_metrics, settings.promote, *(per_class or ()))
-    rolled_back = MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true"
-    if promoted and rolled_back:  # a demoted version is crowned again only by hand
-        promoted, reason = False, f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
-    if promoted and not still_held(dataset_key(settings.dataset.name)):
-        promoted, reason = False, (f"the night lost its hold on dataset {settings.dataset.name} (the team's database "
-                                   "restarted), so another night may be deciding; not promoted")
-    now = agree(name)  # compare and set: the champion read again just before it would move
-    if promoted and now != champion:
-        promoted, reason = False, (f"the champion moved to version {now} after version {challenger} was compared with "
-                                   f"version {champion}; not promoted")
+    blocked = move_blocked(settings, challenger, champion)
+    if promoted and blocked:
+        promoted, reason = False, blocked
     tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
             "compared_with_version": champion, "champion_test_accuracy": f"{champion_metrics['accuracy']:.4f}",
             "challenger_test_accuracy": f"{challenger_metrics['accuracy']:.4f}"}
