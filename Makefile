@@ -43,9 +43,10 @@ test: install browser postgres
 test-first-run: install
 	tests/first_run.sh
 
-# Races and faults of a team's nights on real servers (two machines, a promote, kill -9, a restart): about 4 min.
+# Races and faults of a team's nights on real servers (two machines, a promote, kill -9, a restart, the alerts only
+# the server sends), then a month of nights shortened to twelve and collected by `genie gc`.
 test-faults: install postgres
-	$(BIN)/pytest -m faults -s tests/servers
+	$(BIN)/pytest -m faults -s tests/servers tests/flows/test_retention.py
 
 # The inner loop: the unit tests of models/ and tasks/ (no Prefect server, no training beyond a tiny model).
 test-fast: install

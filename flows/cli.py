@@ -193,6 +193,58 @@ def decisions(last: Annotated[int, typer.Option(help="how many, newest first")] 
 
 
 @app.command()
+def history(last: Annotated[int, typer.Option(help="how many nights, the newest; 0: all")] = 30,
+            html: Annotated[Optional[Path], typer.Option(help="also draw them into this self-contained HTML page")]
+            = None,
+            screenshot: Annotated[Optional[Path], typer.Option(help="with --html: open the page in headless "
+                                                               "chromium, save a screenshot, check every figure")]
+            = None,
+            params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """One line per night, oldest first: date, data version, images and new images, edits made, champion and
+    challenger test accuracy, the challenger's few-shot and worst-group accuracy, the decision, seconds. Read
+    from MLflow (the local store, or the team's server)."""
+    from models.history_page import lines, render
+    from tasks.history import class_accuracy, nights
+
+    config = settings(params, set_)
+    with errors():
+        frame = nights(config.dataset.name, config.registered_model, last or None)
+        typer.echo(lines(frame))
+        if html is None or frame.empty:
+            return
+        page = render(frame, class_accuracy(list(frame["run_id"])), f"{config.dataset.name}: the nights")
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(page)
+        typer.echo(f"history page: {html} ({len(page) / 1e3:.0f} kB)")
+        if screenshot is not None:
+            from models.benchmarks.browser import render as open_page
+
+            shown = open_page(html, screenshot, height=1800)
+            if shown["images_loaded"] != shown["images_total"] or shown["images_total"] <= 0:
+                raise RuntimeError(f"{html}: {shown['images_loaded']} of {shown['images_total']} figures rendered")
+            typer.echo(f"screenshot: {screenshot} ({shown['images_loaded']} figures rendered)")
+
+
+@app.command()
+def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would go and its bytes; delete nothing")]
+       = False,
+       remote: Annotated[bool, typer.Option("--remote", help="also the DVC remote (dvc.remote.url, a folder)")] = False,
+       no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None) -> None:
+    """Free space by `retention` in params.yaml: MLflow runs, classifier versions and artifacts of nights no longer
+    kept, work-folder entries and generated images no kept night used, DVC objects no kept version names. Never
+    what champion, previous-champion or a kept night's version records. Holds the dataset like a night."""
+    from tasks.retention import collect
+
+    config = settings(params, set_)
+    with errors():
+        if remote and not config.dvc.remote.url:
+            raise ValueError("--remote: dvc.remote.url is empty in params.yaml, so there is no remote to collect")
+        with exclusive(config.workdir, config.dataset.name, "genie gc", not no_wait):
+            found = collect(config, config.dvc.remote.url if remote else None, dry_run)
+        typer.echo(found.lines(done=not dry_run))
+
+
+@app.command()
 def lineage(reference: Annotated[str, typer.Argument(help="<model name>@<alias or version>, "
                                                      "e.g. digits-classifier@champion")]) -> None:
     """What made a model: dataset and generated-data digests, generator, selection, config, commit, runs."""

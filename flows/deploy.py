@@ -7,6 +7,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from flows.automations import ensure_automations
 from models.config import Settings
 
 
@@ -34,4 +35,5 @@ def deploy_nightly(settings: Settings, pool: str, name: str, cron: str | None, p
             tags=["genie-flow", settings.dataset.name], concurrency_limit=1, print_next_steps=False,
             ignore_warnings=True)  # the advice to `serve` for local development: this is for workers elsewhere
     return {"deployment": f"genie-nightly/{name}", "id": str(deployment_id), "pool": pool,
-            "cron": cron or settings.schedule.cron, "worker": f"genie worker --pool {pool}"}
+            "cron": cron or settings.schedule.cron, "worker": f"genie worker --pool {pool}",
+            "automations": ensure_automations(settings, str(deployment_id), f"genie-nightly/{name}", pool)}

@@ -8,10 +8,10 @@ import os
 
 from models.config import Settings
 
-EVENTS = ("failed", "promoted", "refused", "waiting", "rollback")
 TITLES = {"failed": "genie-flow: a night failed", "promoted": "genie-flow: a challenger promoted",
           "refused": "genie-flow: a challenger refused", "waiting": "genie-flow: a challenger waits for a person",
-          "rollback": "genie-flow: champion rolled back"}
+          "rollback": "genie-flow: champion rolled back", "crashed": "genie-flow: a night crashed",
+          "late": "genie-flow: a night did not start"}
 
 
 def urls(settings: Settings) -> list[str]:

@@ -39,6 +39,7 @@ from tasks.champion import (
     register_classifier,
     set_champion,
 )
+from tasks.retention import collect
 from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.versioning import commit_stages, push, version_generated
 
@@ -103,6 +104,10 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
     if "decision" in summary:
         notify(settings, *outcome(summary), logger)
     logger.info("%s", summary.get("decision", f"stopped after {until}"))
+    if settings.retention.after_night:  # still holding the dataset: no night or gc runs beside it
+        collected = collect(settings)
+        logger.info("%s", collected.lines(done=True))
+        summary["gc_bytes"] = collected.total
     return summary
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from prefect.workers.process import ProcessWorker, ProcessWorkerResult
 
+from flows.automations import HEARTBEAT
+
 ENTRYPOINT = "flows.pipeline.genie_nightly"  # as `genie deploy` registers it (a module path)
 
 
@@ -49,5 +51,7 @@ class GenieWorker(ProcessWorker):
 
 async def work(pool: str, project: Path, run_once: bool = False, name: str | None = None) -> None:
     os.environ["GENIE_PROJECT"] = str(project.resolve())  # each night runs in this machine's project folder
+    # each night beats, so that one whose machine is lost is marked Crashed and announced (flows/automations.py)
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT))
     async with GenieWorker(work_pool_name=pool, name=name, create_pool_if_not_found=False) as worker:
         await worker.start(run_once=run_once)

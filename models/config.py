@@ -270,8 +270,10 @@ class NotifyConfig(Strict):
     """Where a night's outcome is sent (flows/notify.py); URLs that carry a token belong in GENIE_NOTIFY_URLS."""
 
     urls: list[str] = Field(default_factory=list, description="Apprise URLs: slack://..., mailto://..., json://host/path")
-    events: list[Literal["failed", "promoted", "refused", "waiting", "rollback"]] = Field(
-        ["failed", "promoted", "refused", "waiting", "rollback"], description="the events to send")
+    events: list[Literal["failed", "promoted", "refused", "waiting", "rollback", "crashed", "late"]] = Field(
+        ["failed", "promoted", "refused", "waiting", "rollback", "crashed", "late"], description="the events to send; "
+        "crashed and late are sent by the Prefect server's automations, which `genie deploy` makes")
+    late_minutes: float = Field(60, gt=0, description="a scheduled night not started this long after its time is late")
 
 
 class FewShotBenchmarkConfig(Strict):
@@ -374,6 +376,15 @@ class RuntimeConfig(Strict):
                                 "names any op that has none)")
 
 
+class RetentionConfig(Strict):
+    """What `genie gc` keeps (tasks/retention.py); it never deletes what a kept version records."""
+
+    keep_nights: int = Field(10, ge=1, description="the last N nights' runs, versions and images are kept, with "
+                             "the nights of champion and previous-champion whatever their age")
+    generated_days: float = Field(7, ge=0, description="generated images no kept night used go once older than this")
+    after_night: bool = Field(False, description="run `genie gc` at the end of each night")
+
+
 class Settings(Strict):
     dataset: DatasetConfig = DatasetConfig()
     classifier: ClassifierConfig = ClassifierConfig()
@@ -385,6 +396,7 @@ class Settings(Strict):
     finetune: FinetuneConfig = FinetuneConfig()
     promote: PromoteConfig = PromoteConfig()
     notify: NotifyConfig = NotifyConfig()
+    retention: RetentionConfig = RetentionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     dvc: DvcConfig = DvcConfig()
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from models.config import PromoteConfig
 
+DECISIONS = "decisions"  # the experiment "<model>-decisions": one run per decision on `champion`, the decision log
+
 
 def decide(challenger: dict[str, float], champion: dict[str, float], rules: PromoteConfig,
            challenger_classes: dict[str, float] | None = None, champion_classes: dict[str, float] | None = None

@@ -20,13 +20,12 @@ from prefect import get_run_logger, task
 from models.classifier import load_checkpoint
 from models.config import Settings
 from models.locks import dataset_key, still_held
-from models.promotion import decide
+from models.promotion import DECISIONS, decide
 from tasks.caching import Outputs
 from tasks.data import DataVersion
 from tasks.registry import CHAMPION, PREVIOUS, alias_version, find_version, register_version, tag_version
 from tasks.tracking import experiment_id_of, log_params, open_run, read_spilled, spill_long
 
-DECISIONS = "decisions"  # the experiment "<model>-decisions": one run per move of `champion`, the decision log
 SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
 
 

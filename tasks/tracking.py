@@ -124,7 +124,8 @@ def log_dataset(run_id: str, settings: Settings, data: DataVersion, split: Outpu
         mlflow.log_input(dataset, context="training", tags={"dvc_md5": data.md5, "dvc_file": data.pointer})
         mlflow.log_artifact(str(split["manifest"]), "data")
         mlflow.log_artifact(str(split["report"]), "data")
-        mlflow.log_metrics({"data.skipped": split.info["skipped"], "data.converted": split.info["converted"]})
+        mlflow.log_metrics({"data.images": len(manifest), "data.skipped": split.info["skipped"],
+                            "data.converted": split.info["converted"]})
 
 
 @task(name="log-evaluation")

@@ -1,9 +1,5 @@
 """Alerts through Apprise to a real local HTTP endpoint (Apprise's json:// URLs): what each message says, and that
 a channel that is down never fails a night."""
-import json
-import threading
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -12,28 +8,7 @@ from flows.notify import notify
 from flows.pipeline import genie_run
 from models.config import Settings
 from tests.ports import free_port
-
-
-@contextmanager
-def endpoint():
-    """A webhook on loopback that keeps every JSON body it is sent; yields (its json:// URL, the bodies)."""
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
+from tests.webhook import endpoint
 
 
 def test_an_alert_reaches_the_channel_and_a_channel_down_fails_nothing():

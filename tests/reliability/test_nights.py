@@ -141,3 +141,17 @@ def test_a_new_class_registers_the_challenger_and_skips_promotion(project, genie
                                         f"promote {version}` serves it") and summary["waiting"] is True
     assert decision_log("digits-classifier")[0]["action"] == "waiting"
     assert "Traceback" not in night.stderr
+
+
+def test_history_shows_each_night_and_draws_them(project, genie, first_night, tmp_path):
+    shown = genie("history", "--html", str(tmp_path / "history.html"), "--screenshot", str(tmp_path / "history.png"))
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    rows = [line.split() for line in shown.stdout.splitlines() if line[:4].isdigit()]
+    assert len(rows) == 3  # the first night, the night after the rollback, the night with the new class
+    first, again, added = rows
+    challenger = f"v{first_night['challenger_version']}"
+    assert first[-3:-1] == ["promoted" if first_night["promoted"] else "refused", challenger]
+    assert again[-3:-1] == ["refused", challenger] and again[4] == "+0"  # rolled back: found again, stays down
+    assert added[-3:-1] == ["waiting", f"v{decision_log(NAME)[0]['version']}"]
+    assert added[4] == "+12"  # the new class's images
+    assert "figures rendered" in shown.stdout and (tmp_path / "history.png").stat().st_size > 10_000

@@ -16,7 +16,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks.champion import decision_log
-from tests.servers.team import finished, genie, night_args, stack_command, summary
+from tests.servers.team import GENIE, finished, genie, night_args, stack_command, summary
+from tests.webhook import endpoint
 
 pytestmark = [pytest.mark.servers, pytest.mark.faults]
 MODEL = "digits-classifier"
@@ -161,3 +162,42 @@ def test_the_servers_restarted_mid_night_lose_nothing_and_register_nothing_twice
     again = e.genie(*night_args(team.remote, "classifier.seed=5"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert_registry_is_whole()
+
+
+def test_a_night_that_never_starts_and_a_night_killed_under_its_worker_each_reach_the_channel(team):
+    """What only the server sees, sent by the automations `genie deploy` makes: a scheduled night no worker takes,
+    and a night whose process is killed -9 while its worker lives."""
+    m = team("alerts")
+    with endpoint() as (url, received):
+        deployed = m.genie("deploy", "--pool", "alerts", "--cron", "0 3 * * *", "--set", f'notify.urls=["{url}"]',
+                           "--set", "notify.late_minutes=0.5", *night_args()[1:])
+        assert deployed.returncode == 0, deployed.stderr[-3000:]
+        assert json.loads(deployed.stdout)["automations"] == [
+            "genie-nightly/nightly: crashed (digits)", "genie-nightly/nightly: late (digits)",
+            "genie-nightly/nightly: unresponsive (digits)"]
+        prefect = str(GENIE.with_name("prefect"))
+        due = time.monotonic()
+        ran = subprocess.run([prefect, "deployment", "run", "genie-nightly/nightly"], env=m.env, capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        late = wait_for(lambda: any("did not start" in r["title"] for r in received), timeout=180)
+        print(f"a night due now and no worker: the 'did not start' alert after {time.monotonic() - due:.0f} s "
+              f"(late_minutes 0.5)")
+        [message] = [r for r in received if "did not start" in r["title"]]
+        assert "has not started after 0.5 minutes" in message["message"] and "--pool alerts" in message["message"]
+
+        before = holder(team.database)
+        worker = m.genie("worker", "--pool", "alerts", "--project", str(m.folder), background=True)
+        try:  # the worker takes the late night; it is killed as the OOM killer would, its worker alive
+            wait_for(lambda: holder(team.database) not in (None, before), timeout=300)
+            assert not [r for r in received if "crashed" in r["title"]]
+            killed = time.monotonic()
+            os.kill(holder(team.database), signal.SIGKILL)
+            wait_for(lambda: any("crashed" in r["title"] for r in received), timeout=180)
+            print(f"a night killed -9 under its worker: the 'crashed' alert after {time.monotonic() - killed:.1f} s")
+        finally:
+            worker.terminate()
+            finished(worker, timeout=60)
+    [message] = [r for r in received if "crashed" in r["title"]]
+    assert message["title"] == "genie-flow: a night crashed (digits)" and "of nightly crashed" in message["message"]
+    assert late < 180
