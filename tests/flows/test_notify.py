@@ -26,18 +26,25 @@ TINY = {"classifier": {"epochs": 1}, "finetune": {"epochs": 1}, "select": {"per_
         "generator": {"steps": 4, "embedded": {"vae_steps": 4, "unet_steps": 4}, "adapter": {"steps": 4}}}
 
 
-def test_a_night_sends_its_decision_and_a_failed_night_its_reason(project: Path):
+def test_a_refusing_a_promoting_and_a_failing_night_each_send_what_they_decided(project: Path):
+    strict = {"min_improvement": 0.99}  # no challenger gains 99 points: refused, by the overall gate
+    lenient = {"min_improvement": 0.0, "few_shot_tolerance": 1.0, "max_class_drop": None}
     with endpoint() as (url, received):
-        summary = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url]}}))
+        refusing = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url]}, "promote": strict}))
+        # the same data: the same challenger, judged again by gates it passes (it beats the 1-epoch baseline)
+        promoting = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url]}, "promote": lenient}))
         empty = project / "empty"
         empty.mkdir()
         with pytest.raises(Exception) as failure:
             genie_run(Settings.model_validate({"notify": {"urls": [url]}, "dataset": {
                 "name": "nothing", "path": str(empty), "embedded": False}}))
-    decided, failed = received
-    event = "promoted" if summary["promoted"] else "refused"
-    assert decided["title"] == f"genie-flow: a challenger {event} (digits)"
-    assert decided["message"].splitlines()[0] == summary["decision"]
-    assert f"challenger_test_accuracy {summary['challenger_test_accuracy']:.4f}" in decided["message"]
+    refused, promoted, failed = received
+    assert not refusing["promoted"] and promoting["promoted"]
+    for message, summary, event in ((refused, refusing, "refused"), (promoted, promoting, "promoted")):
+        assert message["title"] == f"genie-flow: a challenger {event} (digits)"
+        assert message["message"].splitlines()[0] == summary["decision"]
+        assert f"challenger_test_accuracy {summary['challenger_test_accuracy']:.4f}" in message["message"]
+        assert f"champion_test_accuracy {summary['champion_test_accuracy']:.4f}" in message["message"]
+    assert "the gain gate refused it" in refused["message"] and "not above 0.99" in refused["message"]
     assert failed["title"] == "genie-flow: a night failed (nothing)" and failed["type"] == "failure"
     assert failed["message"].splitlines()[0] == str(failure.value).strip().splitlines()[0]
