@@ -199,5 +199,6 @@ def test_a_night_that_never_starts_and_a_night_killed_under_its_worker_each_reac
             worker.terminate()
             finished(worker, timeout=60)
     [message] = [r for r in received if "crashed" in r["title"]]
+    print(message["message"])
     assert message["title"] == "genie-flow: a night crashed (digits)" and "of nightly crashed" in message["message"]
     assert late < 180
