@@ -230,9 +230,10 @@ def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would
        = False,
        remote: Annotated[bool, typer.Option("--remote", help="also the DVC remote (dvc.remote.url, a folder)")] = False,
        no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None) -> None:
-    """Free space by `retention` in params.yaml: MLflow runs, classifier versions and artifacts of nights no longer
-    kept, work-folder entries and generated images no kept night used, DVC objects no kept version names. Never
-    what champion, previous-champion or a kept night's version records. Holds the dataset like a night."""
+    """Free space by `retention` in params.yaml: the classifier versions of nights no longer kept (their runs,
+    checkpoints and served weights), work-folder caches and generated images no kept night used, DVC objects no
+    kept version names. Never what champion, previous-champion or a kept night's version records; each night's own
+    run stays, for `genie history`. Holds the dataset like a night."""
     from tasks.retention import collect
 
     config = settings(params, set_)
