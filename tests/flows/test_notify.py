@@ -31,8 +31,10 @@ def test_a_refusing_a_promoting_and_a_failing_night_each_send_what_they_decided(
     lenient = {"min_improvement": 0.0, "few_shot_tolerance": 1.0, "max_class_drop": None}
     with endpoint() as (url, received):
         refusing = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url]}, "promote": strict}))
-        # the same data: the same challenger, judged again by gates it passes (it beats the 1-epoch baseline)
-        promoting = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url]}, "promote": lenient}))
+        # the same data: the same challenger, judged again by gates it passes (it beats the 1-epoch baseline); a
+        # second channel is down, and the night goes on
+        down = f"json://127.0.0.1:{free_port()}/hook"
+        promoting = genie_run(Settings.model_validate(TINY | {"notify": {"urls": [url, down]}, "promote": lenient}))
         empty = project / "empty"
         empty.mkdir()
         with pytest.raises(Exception) as failure:
