@@ -40,53 +40,53 @@ def channel(url: str, name: str):
 
 
 def ensure_automations(settings: Settings, deployment_id: str, deployment: str, pool: str) -> list[str]:
-    """The crashed and late automations of one deployment, made again from params.yaml (each run of `genie deploy`
-    replaces them). Returns their names, and the URLs the server cannot send to."""
+    """The crashed, late and unresponsive automations of one deployment, made again from params.yaml (each run of
+    `genie deploy` replaces them). Returns their names, and the URLs the server cannot send to."""
     from prefect.automations import Automation, ChangeFlowRunState, EventTrigger, Posture, SendNotification
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
 
-    targets, events, minutes = urls(settings), settings.notify.events, settings.notify.late_minutes
+    dataset, events, minutes = settings.dataset.name, settings.notify.events, settings.notify.late_minutes
     channels, unsent = [], []
-    for i, url in enumerate(targets):  # private addresses allowed: a team's own webhook is on its network
-        block = channel(url, f"genie-{settings.dataset.name}-{i}")
+    for i, url in enumerate(urls(settings)):  # private addresses allowed: a team's own webhook is on its network
+        block = channel(url, f"genie-{dataset}-{i}")
         if block is None:
             unsent.append(url.split("://")[0] + "://...")  # the rest may hold a token
         else:
-            channels.append(block.save(f"genie-{settings.dataset.name}-{i}", overwrite=True))
+            channels.append(block.save(f"genie-{dataset}-{i}", overwrite=True))
+
+    def sent(event: str, body: str) -> list:
+        return [SendNotification(block_document_id=block_id, subject=f"{TITLES[event]} ({dataset})", body=body)
+                for block_id in channels]
+
     related = {"prefect.resource.id": f"prefect.deployment.{deployment_id}"}
-    wanted = {
-        "crashed": EventTrigger(expect={"prefect.flow-run.Crashed"}, match_related=related, posture=Posture.Reactive,
-                                threshold=1, within=timedelta(0)),
-        "late": EventTrigger(after={"prefect.flow-run.Late"}, expect={"prefect.flow-run.Pending",
-                             "prefect.flow-run.Running", "prefect.flow-run.Cancelled", "prefect.flow-run.Completed"},
-                             for_each={"prefect.resource.id"}, match_related=related, posture=Posture.Proactive,
-                             threshold=1, within=timedelta(minutes=minutes)),
-    }
     beat = timedelta(seconds=HEARTBEAT * 3)  # a night silent this long lost its machine or its worker: Crashed
-    zombie = EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={
-        "prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-        "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"}, for_each={"prefect.resource.id"},
-        match_related=related, posture=Posture.Proactive, threshold=1, within=beat)
-    body = {"crashed": CRASHED, "late": LATE.replace("{minutes}", f"{minutes:g}").replace("{pool}", pool)}
+    automations = {  # name -> (wanted, trigger, actions)
+        "crashed": (bool(channels) and "crashed" in events, EventTrigger(
+            expect={"prefect.flow-run.Crashed"}, match_related=related, posture=Posture.Reactive, threshold=1,
+            within=timedelta(0)), sent("crashed", CRASHED)),
+        "late": (bool(channels) and "late" in events, EventTrigger(
+            after={"prefect.flow-run.Late"}, expect={"prefect.flow-run.Pending", "prefect.flow-run.Running",
+                                                     "prefect.flow-run.Cancelled", "prefect.flow-run.Completed"},
+            for_each={"prefect.resource.id"}, match_related=related, posture=Posture.Proactive, threshold=1,
+            within=timedelta(minutes=minutes)),
+            sent("late", LATE.replace("{minutes}", f"{minutes:g}").replace("{pool}", pool))),
+        # marked Crashed, so that the crashed automation tells the team
+        "unresponsive": ("crashed" in events, EventTrigger(
+            after={"prefect.flow-run.heartbeat"}, expect={
+                "prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"}, for_each={"prefect.resource.id"},
+            match_related=related, posture=Posture.Proactive, threshold=1, within=beat),
+            [ChangeFlowRunState(state=StateType.CRASHED,
+                                message=f"no heartbeat for {beat.seconds} s: its machine or worker is gone")]),
+    }
     made = []
     with get_client(sync_client=True) as client:
-        for event, trigger in wanted.items():
-            name = f"{deployment}: {event} ({settings.dataset.name})"
+        for event, (wanted, trigger, actions) in automations.items():
+            name = f"{deployment}: {event} ({dataset})"
             for old in client.read_automations_by_name(name):
                 client.delete_automation(old.id)
-            if event not in events or not channels:
-                continue
-            Automation(name=name, trigger=trigger, actions=[
-                SendNotification(block_document_id=channel, subject=f"{TITLES[event]} ({settings.dataset.name})",
-                                 body=body[event]) for channel in channels]).create()
-            made.append(name)
-        name = f"{deployment}: unresponsive ({settings.dataset.name})"
-        for old in client.read_automations_by_name(name):
-            client.delete_automation(old.id)
-        if "crashed" in events:  # marked Crashed, so the crashed automation above tells the team
-            Automation(name=name, trigger=zombie, actions=[ChangeFlowRunState(
-                state=StateType.CRASHED, message=f"no heartbeat for {beat.seconds} s: its machine or worker is gone")
-            ]).create()
-            made.append(name)
+            if wanted:
+                Automation(name=name, trigger=trigger, actions=actions).create()
+                made.append(name)
     return made + [f"not sent by the server to {scheme} (Prefect has no block for it)" for scheme in unsent]

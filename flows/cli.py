@@ -217,11 +217,9 @@ def history(last: Annotated[int, typer.Option(help="how many nights, the newest;
         html.write_text(page)
         typer.echo(f"history page: {html} ({len(page) / 1e3:.0f} kB)")
         if screenshot is not None:
-            from models.benchmarks.browser import render as open_page
+            from models.benchmarks.browser import render_whole
 
-            shown = open_page(html, screenshot, height=1800)
-            if shown["images_loaded"] != shown["images_total"] or shown["images_total"] <= 0:
-                raise RuntimeError(f"{html}: {shown['images_loaded']} of {shown['images_total']} figures rendered")
+            shown = render_whole(html, screenshot, height=1800)
             typer.echo(f"screenshot: {screenshot} ({shown['images_loaded']} figures rendered)")
 
 

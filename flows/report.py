@@ -6,7 +6,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from models.benchmarks.browser import render
+from models.benchmarks.browser import render_whole
 from models.benchmarks.report import render_report
 from models.benchmarks.results import benchmark_dir, load_reported
 from models.config import Settings
@@ -26,7 +26,5 @@ def genie_report(settings: Settings, out: Path | None = None, screenshot: Path |
     get_run_logger().info("report written to %s (%.1f MB) and logged to runs %s", out, out.stat().st_size / 1e6, runs)
     result = {"report": out.as_posix(), "bytes": out.stat().st_size, "mlflow_runs": runs}
     if screenshot:
-        result |= render(out, screenshot)
-        if result["images_loaded"] != result["images_total"] or result["images_total"] <= 0:
-            raise RuntimeError(f"{out}: {result['images_loaded']} of {result['images_total']} images rendered")
+        result |= render_whole(out, screenshot)
     return result

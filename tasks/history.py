@@ -61,16 +61,23 @@ def nights(dataset: str, model: str, last: int | None = 30) -> pd.DataFrame:
     return frame.iloc[-last:].reset_index(drop=True) if last is not None else frame
 
 
+def night_tables(run_ids: list[str], artifact_path: str) -> dict[str, pd.DataFrame]:
+    """One small CSV artifact of each run (`champion/per_class.csv`, `generated/used.csv`); a run without it (a
+    night that stopped before writing it) is left out."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small file a night: no bar for each
+    tables = {}
+    for run_id in run_ids:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path)
+        except (MlflowException, OSError):
+            continue
+        tables[run_id] = pd.read_csv(path, dtype={"class": str})
+    return tables
+
+
 def class_accuracy(run_ids: list[str]) -> pd.DataFrame:
     """Each night's per-class test accuracy of its champion (rows: classes in natural order, columns: runs); a night
     that did not evaluate its champion (stopped early, or its data gained a class) is left out."""
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small file a night: no bar for each
-    columns = {}
-    for run_id in run_ids:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="champion/per_class.csv")
-        except (MlflowException, OSError):
-            continue
-        columns[run_id] = pd.read_csv(path, dtype={"class": str}).set_index("class")["accuracy"]
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame({run_id: table.set_index("class")["accuracy"]
+                          for run_id, table in night_tables(run_ids, "champion/per_class.csv").items()})
     return frame.loc[sorted(frame.index, key=lambda c: (len(c), c))] if len(frame) else frame

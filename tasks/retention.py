@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pandas as pd
 import yaml
 from mlflow.entities import ViewType
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from models.config import Settings
-from tasks.history import newest_runs
+from tasks.history import newest_runs, night_tables
 from tasks.registry import CHAMPION, PREVIOUS, at_alias
 
 # never collected: a generator or an adapter costs minutes to remake, and the benchmarks are not nights
@@ -151,17 +149,8 @@ def logged_model(version) -> str | None:
 
 def used_images(nights: list) -> set[str]:
     """The image files (names) the given nights fine-tuned on, from each night's `generated/used.csv`."""
-    import mlflow
-
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    names = set()
-    for run in nights:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="generated/used.csv")
-        except (MlflowException, OSError):  # a night that stopped before it generated
-            continue
-        names |= {Path(image).name for image in pd.read_csv(path)["image"]}
-    return names
+    tables = night_tables([run.info.run_id for run in nights], "generated/used.csv")
+    return {Path(image).name for table in tables.values() for image in table["image"]}
 
 
 def kept_md5s(versions: list) -> set[str]:

@@ -33,3 +33,11 @@ def render(page: Path, screenshot: Path, width: int = 1200, height: int = 3000) 
 
     return {"screenshot": Path(screenshot).as_posix(), "images_total": attribute("images-total"),
             "images_loaded": attribute("images-loaded")}
+
+
+def render_whole(page: Path, screenshot: Path, **size) -> dict:
+    """`render`, failing unless every image of the page decoded."""
+    shown = render(page, screenshot, **size)
+    if shown["images_loaded"] != shown["images_total"] or shown["images_total"] <= 0:
+        raise RuntimeError(f"{page}: {shown['images_loaded']} of {shown['images_total']} images rendered")
+    return shown
