@@ -8,7 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from flows.cli_benchmark import benchmark
-from flows.cli_options import DEBUG, NoWait, Params, Retrain, Set, errors, in_flow, run_flow, settings, show
+from flows.cli_options import (
+    DEBUG,
+    NoWait,
+    Params,
+    Retrain,
+    Set,
+    begin_server,
+    errors,
+    in_flow,
+    run_flow,
+    settings,
+    show,
+)
 from flows.cli_stack import stack
 from flows.environment import use_defaults
 from models import methods
@@ -21,13 +33,18 @@ app.add_typer(benchmark, name="benchmark")
 app.add_typer(stack, name="stack")
 
 
+FLOW_COMMANDS = {"prepare", "run", "reproduce", "train-generator", "generate", "quality", "report"}
+
+
 @app.callback()
-def environment(debug: Annotated[bool, typer.Option("--debug", help="print a failed step's traceback (without it: "
+def environment(context: typer.Context,
+                debug: Annotated[bool, typer.Option("--debug", help="print a failed step's traceback (without it: "
                                                     "one `error:` line, the traceback in .genie/logs/errors.log)")]
                 = False) -> None:
     """The process's defaults (a variable already set wins) before a command imports Prefect, MLflow or DVC."""
     DEBUG["on"] = debug
     use_defaults()
+    begin_server(context, FLOW_COMMANDS)
 
 
 @app.command()

@@ -6,11 +6,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_options import Params, Set, errors, run_flow, settings, show_table
+from flows.cli_options import Params, Set, begin_server, errors, run_flow, settings, show_table
 
 benchmark = typer.Typer(help="Benchmarks: GeNIe against the simpler alternatives (few-shot, long-tail) and generation "
                         "throughput. They print figures; `genie report` renders the first two as a page.",
                         no_args_is_help=True)
+
+
+@benchmark.callback()
+def flows_ahead(context: typer.Context) -> None:
+    begin_server(context, {"few-shot", "long-tail", "ada", "generate", "adapt"})
 
 
 @benchmark.command("few-shot")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -65,6 +66,15 @@ def console_without_tracebacks() -> None:
         if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, TracebacksToFile)
                                                                   for f in handler.filters):
             handler.addFilter(TracebacksToFile())
+
+
+def begin_server(context: typer.Context, flows: set[str]) -> None:
+    """A command that runs flows begins Prefect's temporary server before it imports what they need (unless it only
+    prints its help): the server's start-up then runs beside those imports."""
+    if context.invoked_subcommand in flows and not {"--help", "-h"} & set(sys.argv[1:]):
+        from flows.local_server import begin_temporary_server
+
+        begin_temporary_server()
 
 
 def settings(params: Path, overrides: list[str] | None) -> Settings:

@@ -1,47 +1,89 @@
 """With no PREFECT_API_URL, Prefect starts a temporary server as a child of each process that runs a flow; a genie
-killed -9 (the OOM killer) would leave it running for good. genie starts that same server itself, from its main
-thread, as a child the kernel kills together with its parent.
+killed -9 (the OOM killer) would leave it running for good. genie starts that same server itself, as a child the
+kernel kills together with the thread that started it, a thread kept until the process ends.
 
 That server migrates its database as it starts, and Prefect waits for it only
 PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (20 s): a new Prefect home's first migration takes longer on a slow
 or busy machine. So genie migrates first, with no time limit, whenever the database is not at Prefect's newest
-revision."""
+revision.
+
+Both are begun in that thread as a command starts (`begin_temporary_server`), before it imports torch, MLflow and
+diffusers: the server's start-up (10-30 s on 2 cores) runs beside those imports instead of after them."""
 from __future__ import annotations
 
 import ctypes
 import fcntl
-import functools
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a child gets when the thread that started it ends
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None  # resolved before any
+# fork: a forked child must not load libraries (another thread may hold the loader's lock)
+_started: Future | None = None
 
 
 def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def begin_temporary_server() -> None:
+    """Begin starting Prefect's temporary server in a thread of its own, unless a server is configured; once per
+    process (Prefect keeps one server per process: every client of this process then talks to this one)."""
+    global _started
+    if _started is not None or os.environ.get("PREFECT_API_URL") or _prctl is None:
+        return
+    _started = Future()
+    threading.Thread(target=_serve, args=(_started,), name="prefect-server", daemon=True).start()
 
 
 def start_temporary_server() -> None:
-    """Start Prefect's temporary server now, tied to this process (Linux), unless a server is configured. Prefect
-    keeps one per process: every client of this process then talks to this one."""
-    if os.environ.get("PREFECT_API_URL") or not sys.platform.startswith("linux"):
-        return
-    from prefect.server.api.server import SubprocessASGIServer
+    """The temporary server, started (or begun earlier) and ready; a failed start raises here."""
+    begin_temporary_server()
+    if _started is not None:
+        _started.result()
 
-    server = SubprocessASGIServer()
-    if server.running:
-        return
-    prepare_database()
-    popen = subprocess.Popen
-    subprocess.Popen = functools.partial(popen, preexec_fn=_die_with_parent)  # how Prefect starts it, plus the tie
+
+def _serve(started: Future) -> None:
     try:
-        server.start()
-    finally:
-        subprocess.Popen = popen
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        if not server.running:
+            prepare_database()
+            with _tied_to(threading.current_thread()):
+                server.start()
+    except BaseException as err:  # noqa: BLE001 - handed to the thread that waits
+        started.set_exception(err)
+        return
+    started.set_result(None)
+    threading.Event().wait()  # the server lives as long as this thread: until the process ends
+
+
+class _tied_to:
+    """While in use, processes this thread starts die with it (PR_SET_PDEATHSIG); other threads' are untouched."""
+
+    def __init__(self, thread: threading.Thread):
+        self.thread, self.popen = thread, subprocess.Popen
+
+    def __enter__(self):
+        thread, popen = self.thread, self.popen
+
+        class Tied(popen):
+            def __init__(self, *args, **kwargs):
+                if threading.current_thread() is thread:
+                    kwargs.setdefault("preexec_fn", _die_with_parent)
+                super().__init__(*args, **kwargs)
+
+        subprocess.Popen = Tied
+
+    def __exit__(self, *exc):
+        subprocess.Popen = self.popen
 
 
 def sqlite_database() -> Path | None:
@@ -91,8 +133,12 @@ def prepare_database() -> None:
         if revisions(database) == newest:  # another process migrated it meanwhile
             return
         print("preparing Prefect's database (first run only)", file=sys.stderr, flush=True)
-        import asyncio
+        # a process of its own, not tied to this one: on the other core, and whole even if this command stops early
+        done = subprocess.run([sys.executable, "-c", MIGRATE], capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            raise RuntimeError(f"Prefect's database {database} could not be migrated: {lines[-1] if lines else done.returncode}")
 
-        from prefect.server.database import provide_database_interface
 
-        asyncio.run(provide_database_interface().create_db())
+MIGRATE = ("import asyncio; from prefect.server.database import provide_database_interface; "
+           "asyncio.run(provide_database_interface().create_db())")

@@ -20,7 +20,7 @@ from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from models.config import ClassifierConfig, FinetuneConfig, RuntimeConfig
-from models.dataset import load_rgb
+from models.dataset import Decoded
 from models.determinism import pin
 from models.locks import partial_path
 
@@ -114,6 +114,7 @@ class Images(torch.utils.data.Dataset):
                  smoothing: float = 0.0):
         self.paths, self.labels, self.transform = paths, labels, transform
         self.num_classes, self.smoothing = num_classes, smoothing
+        self.load = Decoded()  # read every epoch: decoded once
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -126,7 +127,7 @@ class Images(torch.utils.data.Dataset):
             distribution[target] += (1 - self.smoothing) * (1 - weight)
             distribution[source] += (1 - self.smoothing) * weight
             label = distribution
-        return self.transform(load_rgb(self.paths[i])), label
+        return self.transform(self.load(self.paths[i])), label
 
 
 @dataclass

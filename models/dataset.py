@@ -63,6 +63,28 @@ def load_rgb(path: Path | str) -> Image.Image:
         return image.convert("RGB")
 
 
+
+DECODED_BUDGET = 32 << 20  # bytes of decoded images one training keeps (32 px RGB: ~8k images); the rest is re-read
+
+
+class Decoded:
+    """load_rgb, each file decoded once while the kept images fit `budget` bytes: a training that reads its images
+    every epoch (the VAE's steps, the classifier's epochs) pays for PNG decoding once, with memory bounded at any
+    dataset size. Images are never changed in place (transforms make new ones), so a kept one gives the same bytes."""
+
+    def __init__(self, budget: int = DECODED_BUDGET):
+        self.kept: dict[Path | str, Image.Image] = {}
+        self.left = budget
+
+    def __call__(self, path: Path | str) -> Image.Image:
+        image = self.kept.get(path)
+        if image is None:
+            image = load_rgb(path)
+            size = image.width * image.height * 4  # PIL holds RGB in 4 bytes a pixel
+            if size <= self.left:
+                self.kept[path], self.left = image, self.left - size
+        return image
+
 @dataclass
 class Scan:
     """What an ImageFolder holds: usable images, and every file or class left out, with why."""

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from models.config import EmbeddedLdmConfig, RuntimeConfig
-from models.dataset import load_rgb
+from models.dataset import Decoded, load_rgb
 from models.determinism import pin
 from models.locks import partial_path
 
@@ -129,9 +129,9 @@ def _schedule(optimizer, steps: int, warmup: int = 100):
     )
 
 
-def image_batch(paths: list[Path], size: int | None = None) -> torch.Tensor:
+def image_batch(paths: list[Path], size: int | None = None, load=load_rgb) -> torch.Tensor:
     """Images as the model trains on them: N x 3 x H x W in [-1, 1] (resized to size x size when given)."""
-    images = (load_rgb(p) for p in paths)
+    images = (load(p) for p in paths)
     return torch.stack([torch.from_numpy(np.asarray(image.resize((size, size)) if size else image, dtype=np.float32)
                                          / 127.5 - 1).permute(2, 0, 1) for image in images])
 
@@ -161,8 +161,8 @@ def train_ldm(
     image_size: int | None = None,
 ) -> tuple[StableDiffusionPipeline, dict]:
     """Train on the images at `paths` (resized to image_size x image_size when given); labels index `prompts`.
-    VAE first, then UNet + text encoder on the frozen VAE's latents. Images are read per batch, never held
-    all at once. `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned."""
+    VAE first, then UNet + text encoder on the frozen VAE's latents. Images are read per batch, decoded ones
+    kept up to a bound (models.dataset.Decoded), never all at once. `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned."""
     rng = pin(recipe.seed, runtime)
     side = image_size or image_batch(paths[:1]).shape[-1]
     vae, unet, text_encoder = build(tokenizer, side)
@@ -170,10 +170,10 @@ def train_ldm(
     start = time.monotonic()
 
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
-    batches = _batches(len(paths), min(32, len(paths)), rng)
+    batches, load = _batches(len(paths), min(32, len(paths)), rng), Decoded()
     bar = tqdm(range(recipe.vae_steps), desc="embedded LDM: VAE", disable=not progress)
     for _ in bar:
-        batch = image_batch([paths[j] for j in next(batches).tolist()], image_size)
+        batch = image_batch([paths[j] for j in next(batches).tolist()], image_size, load)
         posterior = vae.encode(batch).latent_dist
         recon = vae.decode(posterior.sample(rng)).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()
