@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export DVC_NO_ANALYTICS ?= 1
 
-.PHONY: install browser postgres run test test-first-run test-faults test-fast repro dag clean benchmarks bench-context bench-nightly bench-scale
+.PHONY: install browser postgres run test test-all test-first-run test-nights test-faults test-fast repro dag clean benchmarks bench-context bench-nightly bench-scale
 
 install: $(VENV)/.installed
 
@@ -35,9 +35,17 @@ run: install
 	$(BIN)/genie run
 
 # Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread
-# and hands out the longest files first).
+# and hands out the longest files first). The units and the CLI on the real components, and one whole night
+# (about 5 min on 2 cores); the other tiers: test-nights, test-faults, or all of them as CI runs them: test-all.
 test: install browser postgres
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
+
+# Whole nights end to end on tiny budgets: caching, DVC, Dask, schedules, faults of one machine, benchmarks and
+# report, the team's servers (about 27 min on 2 cores).
+test-nights: install browser postgres
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -m nights
+
+test-all: test-first-run test test-nights test-faults
 
 # The first run on a new machine: `genie prepare` with a new, empty Prefect home while every core is busy.
 test-first-run: install

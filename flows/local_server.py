@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a child gets when the thread that started it ends
@@ -51,11 +52,11 @@ def start_temporary_server() -> None:
 
 def _serve(started: Future) -> None:
     try:
-        from prefect.server.api.server import SubprocessASGIServer
+        with migrating():  # the server's own module (~8 s to import) is imported meanwhile
+            from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
         if not server.running:
-            prepare_database()
             with _tied_to(threading.current_thread()):
                 server.start()
     except BaseException as err:  # noqa: BLE001 - handed to the thread that waits
@@ -120,24 +121,37 @@ def revisions(database: Path) -> set[str]:
 
 
 def prepare_database() -> None:
-    """Migrate the temporary server's SQLite database to Prefect's newest revision when it is not there yet (a new
-    PREFECT_HOME, a Prefect upgrade), saying so in one line. One process at a time: the others wait, then find it
-    ready."""
+    """Migrate the temporary server's SQLite database to Prefect's newest revision when it is not there yet."""
+    with migrating():
+        pass
+
+
+@contextmanager
+def migrating():
+    """While the block runs, the temporary server's SQLite database is migrated to Prefect's newest revision when it
+    is not there yet (a new PREFECT_HOME, a Prefect upgrade), saying so in one line; at its end, it is. One process
+    at a time: the others wait, then find it ready."""
     database = sqlite_database()
     newest = newest_revisions() if database is not None else set()
     if database is None or revisions(database) == newest:
+        yield
         return
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.parent / ".genie-migrate.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if revisions(database) == newest:  # another process migrated it meanwhile
+            yield
             return
         print("preparing Prefect's database (first run only)", file=sys.stderr, flush=True)
         # a process of its own, not tied to this one: on the other core, and whole even if this command stops early
-        done = subprocess.run([sys.executable, "-c", MIGRATE], capture_output=True, text=True)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise RuntimeError(f"Prefect's database {database} could not be migrated: {lines[-1] if lines else done.returncode}")
+        migration = subprocess.Popen([sys.executable, "-c", MIGRATE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        yield
+        out, err = migration.communicate()
+        if migration.returncode != 0:
+            lines = (err or out).strip().splitlines()
+            raise RuntimeError(f"Prefect's database {database} could not be migrated: "
+                               f"{lines[-1] if lines else migration.returncode}")
 
 
 MIGRATE = ("import asyncio; from prefect.server.database import provide_database_interface; "

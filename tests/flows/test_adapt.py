@@ -3,9 +3,12 @@ taught back to it."""
 import json
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 runner = CliRunner()
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=2", "classifier.epochs=1",

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
@@ -10,6 +11,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from models.benchmarks.episodes import variants
 from models.config import GenieConfig, Settings
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 runner = CliRunner()
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",

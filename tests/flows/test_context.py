@@ -1,9 +1,12 @@
 """`genie benchmark long-tail` on the embedded scenes through the real flow, CLI and report, on tiny budgets:
 worst-group accuracy, the context kept by each method, the verdicts and the report's context section."""
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 runner = CliRunner()
 TINY = ["dataset=scenes", "generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",

@@ -3,9 +3,13 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import pytest
+
 from flows.pipeline import genie_run
 from flows.runner import with_runner
 from models.config import Settings
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 TINY = {"classifier": {"epochs": 2}, "generator": {"steps": 4, "embedded": {"vae_steps": 4, "unet_steps": 4}},
         "select": {"per_target": 2, "shard_size": 5}}

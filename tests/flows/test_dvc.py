@@ -4,11 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from flows.pipeline import STAGE_PARAMS, STAGE_TASKS, STAGES, genie_run
 from models.config import Settings, load_settings
 from tasks.caching import module_closure
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["classifier.epochs=2", "finetune.epochs=1", "generator.steps=4", "generator.embedded.vae_steps=4",

@@ -1,9 +1,12 @@
 """train-generator -> generate through the real flows and CLI, on a tiny training budget."""
+import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from flows.cli import app
 from models.edit_folder import edits
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 runner = CliRunner()
 TINY = ["--set", "generator.embedded.vae_steps=4", "--set", "generator.embedded.unet_steps=4",

@@ -11,6 +11,8 @@ from flows.pipeline import genie_prepare, genie_run
 from models.config import Settings
 from tasks import caching
 
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
+
 TINY = {
     "classifier": {"epochs": 2},
     "finetune": {"epochs": 1},

@@ -26,6 +26,7 @@ TINY = {"classifier": {"epochs": 1}, "finetune": {"epochs": 1}, "select": {"per_
         "generator": {"steps": 4, "embedded": {"vae_steps": 4, "unet_steps": 4}, "adapter": {"steps": 4}}}
 
 
+@pytest.mark.nights
 def test_a_refusing_a_promoting_and_a_failing_night_each_send_what_they_decided(project: Path):
     strict = {"min_improvement": 0.99}  # no challenger gains 99 points: refused, by the overall gate
     lenient = {"min_improvement": 0.0, "few_shot_tolerance": 1.0, "max_class_drop": None}

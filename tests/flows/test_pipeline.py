@@ -1,6 +1,7 @@
 """The nightly pipeline end to end with the real Prefect, MLflow and DVC, on tiny budgets."""
 from pathlib import Path
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -68,6 +69,7 @@ def test_nightly_run_promotes_with_reasons_then_hits_the_cache(project: Path):
     assert third["step_log"]["train-classifier"] == "ran" and "select-sources" not in third["step_log"]
 
 
+@pytest.mark.nights
 def test_promote_rollback_and_lineage_by_hand(project: Path):
     first = genie_run(Settings.model_validate(TINY))
     runner = CliRunner()
@@ -88,6 +90,7 @@ def test_promote_rollback_and_lineage_by_hand(project: Path):
     assert "expected <model name>@<alias or version>" in runner.invoke(app, ["lineage", NAME]).output
 
 
+@pytest.mark.nights
 def test_changed_config_reruns_only_what_depends_on_it(project: Path):
     genie_run(Settings.model_validate(TINY))
     changed = genie_run(Settings.model_validate(TINY | {"finetune": {"epochs": 1, "soft_label": 0.3}}))

@@ -6,10 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from models.config import load_settings
 from tests.ports import free_port
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 REPO = Path(__file__).resolve().parents[2]
 

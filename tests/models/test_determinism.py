@@ -34,6 +34,7 @@ def reproduce(digits: Path, out: Path, seed: int) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.nights
 def test_two_processes_make_the_same_bytes(digits, tmp_path):
     first, second = reproduce(digits, tmp_path / "first", 0), reproduce(digits, tmp_path / "second", 0)
     assert first["threads"] == second["threads"] == 1

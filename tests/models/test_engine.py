@@ -63,6 +63,7 @@ def test_probe_is_the_samplers_own_one_step_estimate(tmp_path):
         assert np.abs(np.asarray(probe.images[2 * j + 1], dtype=int) - one_step).max() > 20  # more noise, other look
 
 
+@pytest.mark.nights
 def test_compiled_unet_edits_like_the_plain_one(tmp_path):
     """generator.compile: torch.compile's UNet (here on the CPU) gives the same edit as the plain UNet."""
     from models.architectures import sd15_pipeline

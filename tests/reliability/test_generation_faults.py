@@ -8,10 +8,13 @@ import sys
 import time
 
 import psutil
+import pytest
 from PIL import Image
 
 from models.edit_folder import edits
 from models.locks import locked
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 FOLDER = "artifacts/digits/generated/genie"
 EDITS = ["generate", "--method", "genie", "--per-class", "12"]  # 120 edits

@@ -4,8 +4,11 @@ import struct
 import zlib
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
+
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
 CUSTOM = ["--set", "dataset.path=data/mine", "--set", "dataset.embedded=false", "--set", "dataset.name=mine"]
 

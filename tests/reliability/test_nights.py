@@ -23,6 +23,8 @@ from models.config import Settings
 from tasks.champion import decision_log, promote_if_better
 from tests.ports import free_port
 
+pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
+
 NAME = "digits-classifier"
 
 

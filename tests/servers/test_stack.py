@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from models.locks import server_locked
 from tests.servers.team import GENIE, genie, night_args, stack_command, summary
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.nights]
 
 
 def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_path, monkeypatch):
