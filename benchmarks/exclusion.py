@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows.stack import Stack
+from flows.servers.stack import Stack
 
 ADVISORY = """
 import sys, time

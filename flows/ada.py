@@ -14,9 +14,7 @@ from models.benchmarks.results import benchmark_dir, cost_rows, load, protocol, 
 from models.config import Settings
 from models.dataset import read_manifest
 from tasks.benchmark import judge_images
-from tasks.caching import run_verified
 from tasks.tracking import git_commit, record_run
-from tasks.train import train_classifier
 
 
 @flow(name="genie-benchmark-ada")
@@ -53,10 +51,8 @@ def genie_benchmark_ada(settings: Settings) -> dict:
     sweep = [e for r in settings.genie.ada_ratios for e in ada.held_out_edits(pairs, "genie", r, seed)]
     made, _ = generate_edits(settings, data, split, sweep, benchmark_dir(settings) / "generated" / "genie", step_log,
                              "generate-sweep", shard_size=settings.benchmark.shard_size)
-    judge = run_verified(train_classifier, step_log, "train-judge", dataset_root=settings.dataset.path,
-                         cfg=settings.classifier.model_copy(update={"seed": settings.classifier.seed + 1}),
-                         dataset_md5=data.md5, split=split, image_size=settings.dataset.image_size,
-                         runtime=settings.runtime, view=benchmark_dir(settings) / "ada" / "judge")
+    judge = train_baseline(settings, data, split, step_log, label="train-judge", seed_offset=1,
+                           view=benchmark_dir(settings) / "ada" / "judge")
     candidates = judge_images(judge, ada.candidate_rows(sweep, made))
     trade_off = ada.trade_off(candidates.assign(target_judged=candidates["outcome"] == "as label"), choices)
     mode, why = ada.default_mode(trade_off, table)
@@ -73,7 +69,7 @@ def genie_benchmark_ada(settings: Settings) -> dict:
     if agreement:
         tables["crosstab"] = agreement["crosstab"]
     files = write_results(out, tables, facts)
-    run_id = record_run(settings, data, "benchmark-ada", params={"ada.pairs": len(pairs), "ada.seed": cfg.seed},
+    run_id = record_run(settings.dataset.name, data, "benchmark-ada", params={"ada.pairs": len(pairs), "ada.seed": cfg.seed},
                         metrics=ada.metrics(facts, table, trade_off), artifacts=files, tags={"benchmark": "ada"})
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("ada benchmark in %.0f s -> %s", time.monotonic() - started, out)

@@ -8,7 +8,7 @@ import time
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, adapt_one, generator_inputs, one_writer, prepare, train_baseline
+from flows.stages import StepLog, adapt_one, one_writer, prepare, train_baseline, train_generator
 from models.benchmarks import adapt
 from models.benchmarks.results import benchmark_dir, protocol, save_facts, write_results
 from models.classifier import classify
@@ -16,9 +16,8 @@ from models.config import Settings
 from models.dataset import read_manifest, subset
 from models.digests import model_identity
 from models.editing import EditRunner
-from tasks.caching import Outputs, run_verified
+from tasks.caching import Outputs
 from tasks.editing import adapted_prompts, make_engine
-from tasks.generator import train_generator_model
 from tasks.tracking import git_commit, record_run
 
 
@@ -45,8 +44,7 @@ def genie_benchmark_adapt(settings: Settings) -> dict:
     if held not in classes:
         raise ValueError(f"benchmark.adapt.held_out: class {held!r} is not in the data ({', '.join(classes)})")
     out = benchmark_dir(settings) / "adapt"
-    base = run_verified(train_generator_model, step_log, "train-base", view=out / "base",
-                        **generator_inputs(settings, data, without(split, held, out / "split")))
+    base = train_generator(settings, data, without(split, held, out / "split"), step_log, out / "base", "train-base")
     base_model = (out / "base").as_posix()
     judge = train_baseline(settings, data, split, step_log)  # real images only, every class: `genie quality`'s judge
     manifest = read_manifest(split["manifest"])
@@ -72,7 +70,7 @@ def genie_benchmark_adapt(settings: Settings) -> dict:
                      adapter=g.adapter.model_dump(mode="json"))
     files = write_results(out, {"table": table}, facts)
     metrics = {f"{r['adapter']}.{k}": v for r in rows for k, v in r.items() if k not in ("adapter", "prompt")}
-    run_id = record_run(settings, data, "benchmark-adapt", params={"adapt.held_out": held, "adapt.samples": cfg.samples,
+    run_id = record_run(settings.dataset.name, data, "benchmark-adapt", params={"adapt.held_out": held, "adapt.samples": cfg.samples,
                         "adapt.pairs": cfg.pairs}, metrics=metrics, artifacts=files, tags={"benchmark": "adapt"})
     save_facts(out, facts | {"run_id": run_id})
     get_run_logger().info("adapt benchmark in %.0f s -> %s", time.monotonic() - started, out)

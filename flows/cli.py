@@ -66,8 +66,8 @@ def run(
     generate (hard negatives) -> finetune -> evaluate -> promote (only if the challenger wins).
     Every step is cached by content: a re-run with nothing changed recomputes nothing."""
     from flows.pipeline import genie_run
-    from flows.preflight import check_servers
     from flows.runner import with_runner
+    from flows.servers.preflight import check_servers
 
     config = settings(params, set_)
     with errors():
@@ -151,7 +151,7 @@ def worker(
     steps or changed job variables, is cancelled with a log line naming the deployment, and nothing of it runs."""
     import asyncio
 
-    from flows.preflight import check_servers
+    from flows.servers.preflight import check_servers
     from flows.worker import work
 
     with errors():
@@ -256,7 +256,8 @@ def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would
         if remote and not config.dvc.remote.url:
             raise ValueError("--remote: dvc.remote.url is empty in params.yaml, so there is no remote to collect")
         with exclusive(config.workdir, config.dataset.name, "genie gc", not no_wait):
-            found = collect(config, config.dvc.remote.url if remote else None, dry_run)
+            found = collect(config.registered_model, config.dataset.name, config.workdir, config.retention,
+                            config.dvc.remote.url if remote else None, dry_run)
         typer.echo(found.lines(done=not dry_run))
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from flows.preflight import refusal
+from flows.servers.preflight import refusal
 from models.config import ConfigError, Settings, load_settings
 
 Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
@@ -72,7 +72,7 @@ def begin_server(context: typer.Context, flows: set[str]) -> None:
     """A command that runs flows begins Prefect's temporary server before it imports what they need (unless it only
     prints its help): the server's start-up then runs beside those imports."""
     if context.invoked_subcommand in flows and not {"--help", "-h"} & set(sys.argv[1:]):
-        from flows.local_server import begin_temporary_server
+        from flows.servers.local_server import begin_temporary_server
 
         begin_temporary_server()
 
@@ -86,7 +86,7 @@ def settings(params: Path, overrides: list[str] | None) -> Settings:
 def in_flow():
     """errors(), around a flow run from this process: Prefect's temporary server started (unless one is configured)
     and its console without tracebacks."""
-    from flows.local_server import start_temporary_server
+    from flows.servers.local_server import start_temporary_server
 
     with errors():
         start_temporary_server()

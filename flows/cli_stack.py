@@ -11,7 +11,7 @@ import typer
 
 from flows import members
 from flows.cli_options import errors
-from flows.stack import Stack
+from flows.servers.stack import Stack
 
 stack = typer.Typer(help="The team's servers without Docker: PostgreSQL from the system's binaries, an MLflow tracking "
                     "server on it with proxied artifacts, a Prefect server on it. `eval \"$(genie stack up)\"` "

@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.replicates import over_generator_seeds
-from flows.stages import StepLog, generate_edits, one_writer, train_baseline
+from flows.stages import StepLog, generate_edits, one_writer, restricted, train_baseline
 from models.benchmarks import few_shot as fs
 from models.benchmarks.consistency import consistency_table
 from models.benchmarks.episodes import sample_episodes, variants
@@ -16,11 +16,10 @@ from models.benchmarks.results import benchmark_dir, cost_rows, protocol, save_f
 from models.config import Settings
 from models.dataset import read_manifest
 from models.editing import Edit
-from tasks.benchmark import judge_images, restrict_split, score_episodes
-from tasks.caching import Outputs, run_verified
+from tasks.benchmark import judge_images, score_episodes
+from tasks.caching import Outputs
 from tasks.data import DataVersion
 from tasks.tracking import git_commit, record_run
-from tasks.train import train_classifier
 
 
 @flow(name="genie-benchmark-few-shot")
@@ -48,7 +47,7 @@ def genie_benchmark_few_shot(settings: Settings) -> dict:
         failures=fs.failure_cases(tables["judged"], settings.generator.seed),
     )
     files = write_results(out, {"table": table, **tables, "consistency": consistency_table(tables["judged"])}, facts)
-    run_id = record_run(settings, first["data"], "benchmark-few-shot",
+    run_id = record_run(settings.dataset.name, first["data"], "benchmark-few-shot",
                         params={f"few_shot.{k}": v for k, v in cfg.model_dump(mode="json").items()}
                         | {"generator_seeds": list(seeds)},
                         metrics={f"few_shot.{row.shots}shot.{slug(row.variant)}": row.mean for row in table.itertuples()},
@@ -64,10 +63,8 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
     base, novel = fs.base_and_novel(split.info["classes"], cfg.base_classes, cfg.novel_classes)
     out = settings.workdir / "few-shot"
     judge = train_baseline(settings, data, split, log)  # real images of every class: the label judge
-    base_split = run_verified(restrict_split, log, split=split, classes=base, view=out / "base-split")
-    extractor = run_verified(train_classifier, log, "train-extractor", cfg=settings.classifier,
-                             dataset_root=settings.dataset.path, dataset_md5=data.md5, split=base_split,
-                             image_size=settings.dataset.image_size, runtime=settings.runtime, view=out / "extractor")
+    base_split = restricted(split, base, log, out / "base-split")
+    extractor = train_baseline(settings, data, base_split, log, label="train-extractor", view=out / "extractor")
 
     support, queries = fs.pools(read_manifest(split["manifest"]), Path(settings.dataset.path), novel)
     episodes = [e for shots in cfg.shots

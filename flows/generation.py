@@ -78,7 +78,7 @@ def genie_quality(settings: Settings, samples_per_class: int = 20, pairs: int = 
                               settings.dataset.path, split, classifier, settings.workdir / "generated",
                               samples_per_class, pairs, adapters=current_adapters(settings, split.info["classes"]))
     tag_current_generator(settings.registered_generator, metrics)
-    run_id = record_run(settings, data, "generator-quality",
+    run_id = record_run(settings.dataset.name, data, "generator-quality",
                         params={"generator": settings.generator_model, "samples_per_class": samples_per_class,
                                 "pairs": pairs, "steps": settings.generator.steps,
                                 "guidance": settings.generator.guidance},

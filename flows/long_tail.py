@@ -10,7 +10,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.replicates import long_tail_settings, over_generator_seeds
-from flows.stages import StepLog, evaluate, generate_edits, one_writer, select, train_baseline
+from flows.stages import StepLog, evaluate, finetune, generate_edits, one_writer, select, split_of, train_baseline
 from models import methods
 from models.benchmarks.consistency import consistency_table
 from models.benchmarks.context import context_grids, context_kept, context_reader, context_table, said_verdicts, summary
@@ -28,10 +28,10 @@ from models.benchmarks.results import benchmark_dir, cost_rows, protocol, save_f
 from models.config import Settings
 from models.dataset import read_manifest
 from tasks.benchmark import judge_images
-from tasks.caching import Outputs, images_digest, run_verified
-from tasks.data import DataVersion, split_data
+from tasks.caching import Outputs
+from tasks.data import DataVersion
+from tasks.keys import images_digest
 from tasks.tracking import git_commit, record_run
-from tasks.train import finetune_classifier
 
 
 @flow(name="genie-benchmark-long-tail")
@@ -59,7 +59,7 @@ def genie_benchmark_long_tail(settings: Settings) -> dict:
     context = context_table(tables["judged"])
     files = write_results(out, {"table": table, **tables, "consistency": consistency_table(tables["judged"]),
                                 "context": context}, facts)
-    run_id = record_run(settings, runs[0]["data"], "benchmark-long-tail",
+    run_id = record_run(settings.dataset.name, runs[0]["data"], "benchmark-long-tail",
                         params={f"long_tail.{k}": v for k, v in cfg.model_dump(mode="json").items()}
                         | {"generator_seeds": list(seeds)},
                         metrics={f"long_tail.{slug(r['variant'])}.{m}": r[f"{m}.mean"] for r in table.to_dict("records")
@@ -77,8 +77,7 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
                   plan: list[Variant]) -> dict:
     """One generator seed: its long-tailed subsample and baseline, then every variant fine-tuned from it."""
     lt = long_tail_settings(settings, seed)
-    lt_split = run_verified(split_data, log, "long-tail-split", cfg=lt.dataset, dataset_md5=data.md5,
-                            view=lt.workdir / "split")
+    lt_split = split_of(lt, data, log, "long-tail-split")
     manifest = read_manifest(lt_split["manifest"])
     baseline = train_baseline(lt, data, lt_split, log)
     val = evaluate(lt, baseline, lt_split, log, "evaluate-baseline-val", lt.workdir / "baseline" / "val", "val")
@@ -108,11 +107,8 @@ def one_replicate(settings: Settings, seed: int, data: DataVersion, split: Outpu
         if not variant.filter:
             costs.append(cost_rows(made, {variant.label: edits}).assign(seed=seed))
         generated = [(r.image, r.label, r.source_class) for r in verdicts.itertuples()]
-        tuned = run_verified(
-            finetune_classifier, log, f"finetune-{name}", cfg=lt.classifier, finetune=lt.finetune,
-            dataset_root=lt.dataset.path, dataset_md5=data.md5, split=lt_split, image_size=lt.dataset.image_size,
-            base=baseline, generated=generated, generated_md5=images_digest(generated), runtime=settings.runtime,
-            view=lt.workdir / "finetuned" / name)
+        tuned = finetune(lt, data, lt_split, baseline, generated, images_digest(generated), log,
+                         label=f"finetune-{name}", view=lt.workdir / "finetuned" / name)
         result = evaluate(lt, tuned, lt_split, log, f"evaluate-{name}", lt.workdir / "finetuned" / name / "test")
         rows.append(result_row(seed, variant.label, result.info["metrics"], len(generated)))
         predictions.append(prediction_rows(seed, variant.label, result, contexts))

@@ -3,6 +3,7 @@
 
 import os
 import socket
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -26,19 +27,15 @@ from flows.stages import (
     select,
     train_baseline,
 )
-from models.config import Settings
+from models.config import ClassifierConfig, Settings
 from models.dataset import read_manifest
+from models.determinism import machine
 from models.digests import file_digest, model_identity
-from tasks.caching import images_digest
-from tasks.champion import (
-    crown_first,
-    fetch_champion,
-    log_decision,
-    move_blocked,
-    promote_if_better,
-    register_classifier,
-    set_champion,
-)
+from tasks.caching import Outputs
+from tasks.champion import crown_first, fetch_champion, log_decision, move_blocked, promote_if_better, set_champion
+from tasks.classifiers import register_classifier
+from tasks.data import DataVersion
+from tasks.keys import images_digest
 from tasks.retention import collect
 from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.versioning import commit_stages, push, version_generated
@@ -53,7 +50,7 @@ STAGE_TASKS = {
     "select": ("tasks.evaluate", "tasks.selection"),
     "generate": ("tasks.editing",),
     "finetune": ("tasks.train",),
-    "evaluate": ("tasks.evaluate", "tasks.registry", "tasks.champion"),
+    "evaluate": ("tasks.evaluate", "tasks.classifiers", "tasks.champion"),
 }
 STAGE_PARAMS = {
     "prepare": ("dataset",),
@@ -105,7 +102,7 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
         notify(settings, *outcome(summary), logger)
     logger.info("%s", summary.get("decision", f"stopped after {until}"))
     if settings.retention.after_night:  # still holding the dataset: no night or gc runs beside it
-        collected = collect(settings)
+        collected = collect(settings.registered_model, settings.dataset.name, settings.workdir, settings.retention)
         logger.info("%s", collected.lines(done=True))
         summary["gc_bytes"] = collected.total
     return summary
@@ -118,11 +115,12 @@ def night(settings: Settings, last: int, logger) -> dict:
     if last < STAGES.index("train-generator"):
         commit_stages(["prepare"])
         return {"dataset_md5": data.md5, "step_log": step_log}
-    run_id = start_pipeline_run(settings, data, f"genie-run-{datetime.now():%Y%m%d-%H%M%S}")
+    run_id = start_pipeline_run(settings.dataset.name, data, f"genie-run-{datetime.now():%Y%m%d-%H%M%S}",
+                                settings.flat(), settings.model_dump(mode="json"), machine(settings.runtime))
     summary: dict = {"run_id": run_id, "dataset_md5": data.md5, "step_log": step_log}
     status = "FAILED"
     try:
-        log_dataset(run_id, settings, data, split)
+        log_dataset(run_id, settings.dataset.name, data, split)
         publish(settings, [data.pointer], "the data")
         choice = ensure_generator(settings, data, split, step_log)
         summary["generator"] = f"train-generator: {choice['decision']} ({choice['reason']})"
@@ -148,33 +146,71 @@ def publish(settings: Settings, targets: list[str], what: str) -> None:
         get_run_logger().info("pushed %s to the DVC remote %s", what, pushed)
 
 
-def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, last: int) -> dict:
-    workdir = settings.workdir
-    baseline = train_baseline(settings, data, split, step_log)
-    baseline_test = evaluate(settings, baseline, split, step_log, "evaluate-baseline", workdir / "baseline" / "evaluation")
-    log_evaluation(run_id, baseline_test, "baseline.test", "baseline")
-    real = {settings.dataset.name: (read_manifest(split["manifest"]), data.path, data.md5)}
-    base = register_classifier(run_id, settings, data, baseline, baseline_test, "baseline", inputs=real)
-    champion_version = crown_first(settings, base["version"])
-    summary = {"baseline_version": base["version"], "baseline_test_accuracy": baseline_test.info["metrics"]["accuracy"]}
-    if last < STAGES.index("select"):
-        return summary | {"champion": champion_version}
+@dataclass
+class Night:
+    """What a night's stages hand on to the next ones."""
 
-    champion = fetch_champion(settings, workdir / "champion")
-    # The pipeline's own champion (a baseline, or fine-tuned from one) is looked at through today's baseline:
-    # the selection then follows the data and the configuration only, so nights settle and going back to
-    # earlier data finds earlier work. A champion from elsewhere is looked at itself.
-    same_classes = champion.info["classes"] == split.info["classes"]
-    selector = baseline if champion.info["role"] in ("baseline", "finetuned") or not same_classes else champion
-    selector_val = evaluate(settings, selector, split, step_log, "evaluate-selector-val", workdir / "selector" / "val", "val")
-    selection = select(settings, selector_val, split, step_log)
-    log_files(run_id, [selection["selection"], selector_val["soft_confusion"], selector_val["confusion_plot"]],
-              "selection", metrics={"selection.sources": selection.info["sources"]})
-    summary |= {"targets": selection.info["targets"], "sources": selection.info["sources"]}
-    if last < STAGES.index("generate"):
-        return summary
+    settings: Settings
+    data: DataVersion
+    split: Outputs
+    run_id: str
+    step_log: StepLog
+    baseline: Outputs | None = None
+    base_version: str = ""
+    real: dict = field(default_factory=dict)  # the real images, as the registered versions' MLflow inputs
+    champion: Outputs | None = None
+    selection: Outputs | None = None
+    generated: list = field(default_factory=list)
+    generated_lineage: dict = field(default_factory=dict)
+    challenger: Outputs | None = None
 
-    generated, totals = generate_selection(settings, data, split, selection, baseline, step_log)
+
+def nightly(settings: Settings, data: DataVersion, split: Outputs, run_id: str, step_log: StepLog, last: int) -> dict:
+    """The stages after train-generator, in order, until the one `last` names; each adds to the night's summary."""
+    night, summary = Night(settings, data, split, run_id, step_log), {}
+    for stage in (baseline_stage, select_stage, generate_stage, finetune_stage, evaluate_stage):
+        if last < STAGES.index(stage.__name__.removesuffix("_stage")):
+            break
+        summary |= stage(night)
+    return summary
+
+
+def baseline_stage(night: Night) -> dict:
+    """The baseline trained, evaluated and registered; the first one registered is crowned champion."""
+    settings, split = night.settings, night.split
+    night.baseline = train_baseline(settings, night.data, split, night.step_log)
+    test = evaluate(settings, night.baseline, split, night.step_log, "evaluate-baseline",
+                    settings.workdir / "baseline" / "evaluation")
+    log_evaluation(night.run_id, test, "baseline.test", "baseline")
+    night.real = {settings.dataset.name: (read_manifest(split["manifest"]), night.data.path, night.data.md5)}
+    night.base_version = register_classifier(night.run_id, *classifier_names(settings), night.data, night.baseline,
+                                             test, "baseline", inputs=night.real)["version"]
+    return {"baseline_version": night.base_version, "baseline_test_accuracy": test.info["metrics"]["accuracy"],
+            "champion": crown_first(settings.registered_model, night.base_version)}
+
+
+def select_stage(night: Night) -> dict:
+    """Sources for the hard negatives, from the confusion on val of the champion or of today's baseline.
+
+    The pipeline's own champion (a baseline, or fine-tuned from one) is looked at through today's baseline: the
+    selection then follows the data and the configuration only, so nights settle and going back to earlier data
+    finds earlier work. A champion from elsewhere is looked at itself."""
+    settings, split = night.settings, night.split
+    champion = night.champion = fetch_champion(settings.registered_model, settings.workdir / "champion")
+    own = champion.info["role"] in ("baseline", "finetuned") or champion.info["classes"] != split.info["classes"]
+    val = evaluate(settings, night.baseline if own else champion, split, night.step_log, "evaluate-selector-val",
+                   settings.workdir / "selector" / "val", "val")
+    night.selection = select(settings, val, split, night.step_log)
+    log_files(night.run_id, [night.selection["selection"], val["soft_confusion"], val["confusion_plot"]],
+              "selection", metrics={"selection.sources": night.selection.info["sources"]})
+    return {"targets": night.selection.info["targets"], "sources": night.selection.info["sources"]}
+
+
+def generate_stage(night: Night) -> dict:
+    """Tonight's hard negatives made (those already in the folder kept), versioned with DVC, pushed and logged."""
+    settings, workdir = night.settings, night.settings.workdir
+    generated, totals = generate_selection(settings, night.data, night.split, night.selection, night.baseline,
+                                           night.step_log)
     generated_md5 = images_digest(generated)  # the images this fine-tune uses, whatever else the folder holds
     folder_md5, pointer = version_generated(workdir / "generated")
     if settings.dvc.remote.url and pointer.name == "dvc.lock":
@@ -183,52 +219,72 @@ def nightly(settings: Settings, data, split, run_id: str, step_log: StepLog, las
     used = pd.DataFrame(generated, columns=["image", "label", "source_class"])  # tonight's edits, not the folder's
     with TemporaryDirectory() as tmp:
         used.to_csv(Path(tmp) / "used.csv", index=False)
-        log_files(run_id, [Path(tmp) / "used.csv"], "generated", tags={"generated_md5": generated_md5},
+        log_files(night.run_id, [Path(tmp) / "used.csv"], "generated", tags={"generated_md5": generated_md5},
                   metrics={f"generated.{k}": v for k, v in totals.items()})
-    summary |= {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated_dvc_file": pointer.as_posix(),
-                "generated": totals}
-    if last < STAGES.index("finetune"):
-        return summary
+    night.generated = generated
+    night.generated_lineage = {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5,
+                               "generated_dvc_file": pointer.as_posix()}
+    night.real = night.real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)}
+    return night.generated_lineage | {"generated": totals}
 
-    challenger = finetune(settings, data, split, baseline, generated, generated_md5, step_log)
-    if last < STAGES.index("evaluate"):
-        return summary
 
-    challenger_test = evaluate(settings, challenger, split, step_log, "evaluate-challenger", workdir / "finetuned" / "evaluation")
+def finetune_stage(night: Night) -> dict:
+    """The challenger: the baseline fine-tuned on the real images and tonight's hard negatives."""
+    night.challenger = finetune(night.settings, night.data, night.split, night.baseline, night.generated,
+                                night.generated_lineage["generated_md5"], night.step_log)
+    return {}
+
+
+def evaluate_stage(night: Night) -> dict:
+    """The challenger evaluated and registered with its lineage, then promoted only if it beats the champion on the
+    same test data (or, with classes the champion lacks, as the team's rule says)."""
+    settings, split, run_id, champion = night.settings, night.split, night.run_id, night.champion
+    challenger_test = evaluate(settings, night.challenger, split, night.step_log, "evaluate-challenger",
+                               settings.workdir / "finetuned" / "evaluation")
     log_evaluation(run_id, challenger_test, "challenger.test", "challenger")
-    lineage = {
-        "generated_md5": generated_md5, "generated_dvc_md5": folder_md5, "generated_dvc_file": pointer.as_posix(),
-        "dvc_remote": settings.dvc.remote.url or "none",
-        "generated_images": len(generated),
-        "generator": settings.generator_model, "generator_digest": model_identity(settings.generator_model),
-        "adapters": ", ".join(f"{Path(folder).name}: {digest[:12]}" for folder, digest in
-                              current_adapters(settings, split.info["classes"])) or "none",
-        "selection_sha256": file_digest(selection["selection"]), "selection_artifact": f"runs:/{run_id}/selection/selection.csv",
-        "base_version": base["version"],
-    }
-    registered = register_classifier(run_id, settings, data, challenger, challenger_test, "finetuned", lineage,
-                                     inputs=real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)})
-    if not same_classes:  # the champion cannot be scored on data with other classes: the team's rule decides
-        return summary | new_classes(settings, registered["version"], challenger_test, champion, split, run_id)
-    if registered["version"] == champion.info["version"]:  # last night's challenger, already promoted
+    version = register_classifier(run_id, *classifier_names(settings), night.data, night.challenger, challenger_test,
+                                  "finetuned", lineage(night), inputs=night.real)["version"]
+    if champion.info["classes"] != split.info["classes"]:  # the champion cannot be scored: the team's rule decides
+        return new_classes(settings, version, challenger_test, champion, split, run_id)
+    if version == champion.info["version"]:  # last night's challenger, already promoted
         champion_test = challenger_test
     else:  # the champion on the same test data, in the same run
-        champion_test = evaluate(settings, champion, split, step_log, "evaluate-champion", workdir / "champion" / "evaluation")
+        champion_test = evaluate(settings, champion, split, night.step_log, "evaluate-champion",
+                                 settings.workdir / "champion" / "evaluation")
     log_evaluation(run_id, champion_test, "champion.test", "champion")
-    decision = promote_if_better(settings, registered["version"], challenger_test.info["metrics"],
-                                 champion.info["version"], champion_test.info["metrics"], run_id,
+    decision = promote_if_better(settings.registered_model, settings.dataset.name, settings.promote, version,
+                                 challenger_test.info["metrics"], champion.info["version"],
+                                 champion_test.info["metrics"], run_id,
                                  (class_accuracy(challenger_test), class_accuracy(champion_test)))
-    return summary | {
-        "challenger_version": registered["version"],
+    return {
+        "challenger_version": version,
         "challenger_test_accuracy": challenger_test.info["metrics"]["accuracy"],
         "champion_test_accuracy": champion_test.info["metrics"]["accuracy"],
         "promoted": decision["promoted"],
         "champion": decision["champion"],
-        "decision": f"challenger v{registered['version']} {'promoted' if decision['promoted'] else 'not promoted'}: "
+        "decision": f"challenger v{version} {'promoted' if decision['promoted'] else 'not promoted'}: "
                     f"{decision['reason']}",
     }
 
 
+def classifier_names(settings: Settings) -> tuple[str, str, ClassifierConfig]:
+    """register_classifier's model name, experiment and recipe."""
+    return settings.registered_model, settings.dataset.name, settings.classifier
+
+
+def lineage(night: Night) -> dict:
+    """What a challenger's version records it was made from."""
+    settings = night.settings
+    return night.generated_lineage | {
+        "dvc_remote": settings.dvc.remote.url or "none",
+        "generated_images": len(night.generated),
+        "generator": settings.generator_model, "generator_digest": model_identity(settings.generator_model),
+        "adapters": ", ".join(f"{Path(folder).name}: {digest[:12]}" for folder, digest in
+                              current_adapters(settings, night.split.info["classes"])) or "none",
+        "selection_sha256": file_digest(night.selection["selection"]),
+        "selection_artifact": f"runs:/{night.run_id}/selection/selection.csv",
+        "base_version": night.base_version,
+    }
 
 
 def class_accuracy(evaluation) -> dict[str, float]:
@@ -245,7 +301,7 @@ def new_classes(settings: Settings, version: str, challenger_test, champion, spl
              f"(and lacks {', '.join(sorted(theirs - ours)) or 'none'})")
     name, compared_with = settings.registered_model, champion.info["version"]
     if settings.promote.new_classes == "promote":
-        blocked = move_blocked(settings, version, compared_with)
+        blocked = move_blocked(name, settings.dataset.name, version, compared_with)
         promoted, reason = blocked is None, blocked or f"promote.new_classes is promote; {known}"
     else:
         promoted, reason = False, f"{known}; it waits for a person: `genie promote {version}` serves it"
@@ -264,8 +320,8 @@ def new_classes(settings: Settings, version: str, challenger_test, champion, spl
 def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = None, until: str = "evaluate") -> dict:
     """The scheduled entry point: reads params.yaml afresh each night, then runs the pipeline. A work pool's worker
     starts each run in a folder of its own: GENIE_PROJECT on the worker names the project folder to run in."""
-    from flows.preflight import check_servers
     from flows.runner import with_runner
+    from flows.servers.preflight import check_servers
     from models.config import load_settings
 
     if os.environ.get("GENIE_PROJECT"):

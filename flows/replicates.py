@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.stages import StepLog, generator_inputs, prepare
+from flows.stages import StepLog, prepare, train_generator
 from models.benchmarks.results import benchmark_dir
 from models.config import Settings
 from models.digests import model_identity
-from tasks.caching import Outputs, run_verified
+from tasks.caching import Outputs
 from tasks.data import DataVersion
-from tasks.generator import train_generator_model
 
 
 def replicate(settings: Settings, seed: int) -> Settings:
@@ -41,8 +40,7 @@ def replicate_generator(settings: Settings, data: DataVersion, split: Outputs, s
     """A benchmark replicate's own embedded generator, trained (cached) into its folder and never registered:
     the night's `current` generator stays. A configured generator.model is used as it is."""
     if not settings.generator.model:
-        run_verified(train_generator_model, step_log, "train-generator", view=Path(settings.generator_model),
-                     **generator_inputs(settings, data, split))
+        train_generator(settings, data, split, step_log, Path(settings.generator_model))
 
 
 def over_generator_seeds(settings: Settings, step_log: StepLog, run_one) -> list[dict]:

@@ -13,13 +13,13 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
-from flows.stages import StepLog, finetune, train_baseline
+from flows.stages import StepLog, finetune, split_of, train_baseline
 from models.config import Settings
 from models.determinism import machine, pin_runtime
 from models.digests import model_identity
 from models.locks import locked
-from tasks.caching import images_digest, run_verified
-from tasks.data import DataVersion, split_data
+from tasks.data import DataVersion
+from tasks.keys import images_digest
 from tasks.registry import find_version, restore_generator, version_of
 from tasks.tracking import CONFIG
 from tasks.versioning import dvc, dvc_md5
@@ -100,7 +100,7 @@ def genie_reproduce(reference: str, folder: Path = Path(".genie/reproduce"), rem
         machines = {"registered": run_tags.get("machine", "not recorded"), "reproduced": machine(settings.runtime)}
         data = DataVersion(here.dataset.path.as_posix(), tags["dataset_md5"], tags["data_dvc_file"])
         step_log: StepLog = {}
-        split = run_verified(split_data, step_log, cfg=here.dataset, dataset_md5=data.md5, view=here.workdir / "split")
+        split = split_of(here, data, step_log)
         logger.info("training the baseline again")
         baseline = train_baseline(here, data, split, step_log, refresh=True)
         if tags["role"] == "baseline":

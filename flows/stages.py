@@ -20,11 +20,12 @@ from models.editing import Edit, edits_from_selection
 from models.lifecycle import TrainedOn, recipe, retrain_reason
 from models.locks import exclusive
 from tasks.adapters import adapt_class, register_adapter
-from tasks.caching import Outputs, images_digest, run_verified, run_verified_all
+from tasks.caching import Outputs, run_verified, run_verified_all
 from tasks.data import DataVersion, split_data, version_data
 from tasks.editing import generate_shard, sync_manifest
 from tasks.evaluate import evaluate_classifier
 from tasks.generator import train_generator_model
+from tasks.keys import images_digest
 from tasks.registry import current_generator, register_generator, restore_generator
 from tasks.selection import select_hard_negatives
 from tasks.train import finetune_classifier, train_classifier
@@ -59,9 +60,20 @@ def one_writer(fn):
 
 def prepare(settings: Settings, step_log: StepLog) -> tuple[DataVersion, Outputs]:
     data = version_data(settings.dataset)
-    split = run_verified(split_data, step_log, cfg=settings.dataset, dataset_md5=data.md5,
-                         view=settings.workdir / "split")
-    return data, split
+    return data, split_of(settings, data, step_log)
+
+
+def split_of(settings: Settings, data: DataVersion, step_log: StepLog, label: str = "split-data") -> Outputs:
+    """The dataset's split manifest as settings.dataset draws it (a long tail, a benchmark's replicate)."""
+    return run_verified(split_data, step_log, label, cfg=settings.dataset, dataset_md5=data.md5,
+                        view=settings.workdir / "split")
+
+
+def restricted(split: Outputs, classes: list[str], step_log: StepLog, view: Path) -> Outputs:
+    """The split with only `classes` (a few-shot extractor's base classes)."""
+    from tasks.benchmark import restrict_split  # the benchmarks' steps: imported by them only
+
+    return run_verified(restrict_split, step_log, split=split, classes=classes, view=view)
 
 
 def _step(task, refresh: bool):
@@ -70,22 +82,27 @@ def _step(task, refresh: bool):
 
 
 def train_baseline(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog,
-                   refresh: bool = False) -> Outputs:
-    return run_verified(_step(train_classifier, refresh), step_log, "train-classifier", cfg=settings.classifier,
+                   refresh: bool = False, label: str = "train-classifier", view: Path | None = None,
+                   seed_offset: int = 0) -> Outputs:
+    """A classifier on the split's real train images (the night's baseline; with a `label` and `view` of its own, a
+    benchmark's judge or extractor, whose classifier seed is offset by `seed_offset`)."""
+    cfg = settings.classifier
+    cfg = cfg.model_copy(update={"seed": cfg.seed + seed_offset}) if seed_offset else cfg
+    return run_verified(_step(train_classifier, refresh), step_log, label, cfg=cfg,
                         dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split,
                         image_size=settings.dataset.image_size, runtime=settings.runtime,
-                        view=settings.workdir / "baseline")
+                        view=view or settings.workdir / "baseline")
 
 
 def finetune(settings: Settings, data: DataVersion, split: Outputs, baseline: Outputs,
              generated: list[tuple[str, str, str]], generated_md5: str, step_log: StepLog,
-             refresh: bool = False) -> Outputs:
+             refresh: bool = False, label: str = "finetune-classifier", view: Path | None = None) -> Outputs:
     """The challenger: the baseline fine-tuned with the hard negatives beside the real images."""
     return run_verified(
-        _step(finetune_classifier, refresh), step_log, "finetune-classifier", cfg=settings.classifier,
+        _step(finetune_classifier, refresh), step_log, label, cfg=settings.classifier,
         finetune=settings.finetune, dataset_root=settings.dataset.path, dataset_md5=data.md5, split=split,
         image_size=settings.dataset.image_size, base=baseline, generated=generated, generated_md5=generated_md5,
-        runtime=settings.runtime, view=settings.workdir / "finetuned",
+        runtime=settings.runtime, view=view or settings.workdir / "finetuned",
     )
 
 
@@ -123,9 +140,9 @@ def ensure_generator(settings: Settings, data: DataVersion, split: Outputs, step
     get_run_logger().info("train-generator (%s): the embedded generator's VAE for %d steps, then its UNet for %d, each "
                           "with a bar and its time left (unless the cache has them)", reason, budget.vae_steps,
                           budget.unet_steps)
-    model = run_verified(_step(train_generator_model, force), step_log, "train-generator", view=folder,
-                         **generator_inputs(settings, data, split))
-    version = register_generator(settings, data, model, folder, now, reason)
+    model = train_generator(settings, data, split, step_log, folder, refresh=force)
+    version = register_generator(settings.registered_generator, settings.dataset.name, settings.generator.prompt, data,
+                                 model, folder, now, reason)
     decision = "trained" if step_log["train-generator"] == "ran" else "cached"
     return {"decision": decision, "reason": reason, "version": version, **{k: model.info[k] for k in
             ("train_seconds", "vae_mse", "unet_loss")}, "adapted": adapt_classes(settings, data, split, step_log, now.classes)}
@@ -156,7 +173,8 @@ def adapt_classes(settings: Settings, data: DataVersion, split: Outputs, step_lo
             continue
         made = adapt_one(settings, step_log, f"adapt-{label}", g.adapt, settings.generator_model, identity, label,
                          paths, settings.workdir / ADAPTERS / label)
-        register_adapter(settings, data, settings.workdir / ADAPTERS / label, made.info)
+        register_adapter(settings.registered_adapters, settings.dataset.name, data, settings.workdir / ADAPTERS / label,
+                         made.info)
         adapted.append(label)
     return adapted
 
@@ -190,6 +208,13 @@ def current_adapters(settings: Settings, classes: list[str]) -> tuple[tuple[str,
         if card.get("base_digest") == identity:
             found.append(((root / label).as_posix(), model_identity((root / label).as_posix())))
     return tuple(found)
+
+
+def train_generator(settings: Settings, data: DataVersion, split: Outputs, step_log: StepLog, view: Path,
+                    label: str = "train-generator", refresh: bool = False) -> Outputs:
+    """The embedded generator trained on the split (cached), into `view`; not registered here."""
+    return run_verified(_step(train_generator_model, refresh), step_log, label, view=view,
+                        **generator_inputs(settings, data, split))
 
 
 def generator_inputs(settings: Settings, data: DataVersion, split: Outputs) -> dict:

@@ -164,23 +164,25 @@ def predict_proba(model: torch.nn.Module, loader: DataLoader,
     return np.concatenate(out), np.concatenate(true)
 
 
-def train(
-    train_set: tuple[list[Path], list[Label]],
-    val_set: tuple[list[Path], list[int]],
-    num_classes: int,
-    image_size: int,
-    cfg: ClassifierConfig,
-    progress: bool = True,
-    init: Path | None = None,
-    runtime: RuntimeConfig | None = None,
-) -> Trained:
-    """AdamW + per-step cosine schedule with warm-up, MixUp / CutMix optional, early stopping on val.
+@dataclass
+class Training:
+    """What one epoch of `train` uses: the model on its device, the loaders, and the optimizer with its schedule."""
 
-    `init`: a checkpoint to fine-tune from instead of timm's initial (or pretrained) weights.
-    `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned.
-    Runs on `cfg.device`; the model comes back on the CPU whatever the device.
-    """
-    generator = pin(cfg.seed, runtime)
+    model: torch.nn.Module
+    device: torch.device
+    train_loader: DataLoader
+    val_loader: DataLoader
+    mixup: Mixup | None
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    scheduler: CosineLRScheduler
+    updates: int = 0
+
+
+def setup(train_set: tuple[list[Path], list[Label]], val_set: tuple[list[Path], list[int]], num_classes: int,
+          image_size: int, cfg: ClassifierConfig, init: Path | None, generator: torch.Generator) -> Training:
+    """The model (from `init`, or timm's initial or pretrained weights), its loaders, loss and optimizer."""
     device = resolve_device(cfg.device)
     model = load_checkpoint(init)[0].train() if init else build_model(cfg.model, num_classes, cfg.pretrained)
     model = place(model, device)
@@ -221,41 +223,66 @@ def train(
         lr_min=cfg.lr * 0.01,
         t_in_epochs=False,
     )
-    best, best_epoch, best_state, history, update = -1.0, 0, None, [], 0
+    return Training(model, device, train_loader, val_loader, mixup, criterion, optimizer, scaler, scheduler)
+
+
+def run_epoch(t: Training) -> tuple[float, float]:
+    """One pass over the train images (a step each batch), then the val accuracy: (mean train loss, val accuracy)."""
+    t.model.train()
+    total, seen = 0.0, 0
+    for images, labels in t.train_loader:
+        images, labels = place(images, t.device), place(labels, t.device)
+        targets = labels
+        if t.mixup is not None:
+            even = len(images) // 2 * 2  # timm's Mixup pairs images within a batch
+            if even == 0:
+                continue
+            images, targets = t.mixup(images[:even], labels[:even])
+        with autocast(t.device):
+            loss = t.criterion(t.model(images), targets)
+        t.optimizer.zero_grad(set_to_none=True)
+        t.scaler.scale(loss).backward()
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.updates += 1
+        t.scheduler.step_update(t.updates)
+        total += loss.item() * len(images)
+        seen += len(images)
+    return total / seen, accuracy(t.model, t.val_loader, t.device)
+
+
+def train(
+    train_set: tuple[list[Path], list[Label]],
+    val_set: tuple[list[Path], list[int]],
+    num_classes: int,
+    image_size: int,
+    cfg: ClassifierConfig,
+    progress: bool = True,
+    init: Path | None = None,
+    runtime: RuntimeConfig | None = None,
+) -> Trained:
+    """AdamW + per-step cosine schedule with warm-up, MixUp / CutMix optional, early stopping on val.
+
+    `init`: a checkpoint to fine-tune from instead of timm's initial (or pretrained) weights.
+    `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned.
+    Runs on `cfg.device`; the model comes back on the CPU whatever the device.
+    """
+    t = setup(train_set, val_set, num_classes, image_size, cfg, init, pin(cfg.seed, runtime))
+    best, best_epoch, best_state, history = -1.0, 0, None, []
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.model}", unit="epoch", disable=not progress)
     for epoch in bar:
-        model.train()
-        total, seen = 0.0, 0
-        for images, labels in train_loader:
-            images, labels = place(images, device), place(labels, device)
-            targets = labels
-            if mixup is not None:
-                even = len(images) // 2 * 2  # timm's Mixup pairs images within a batch
-                if even == 0:
-                    continue
-                images, targets = mixup(images[:even], labels[:even])
-            with autocast(device):
-                loss = criterion(model(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            update += 1
-            scheduler.step_update(update)
-            total += loss.item() * len(images)
-            seen += len(images)
-        val_accuracy = accuracy(model, val_loader, device)
-        history.append({"epoch": epoch, "train_loss": total / seen, "val_accuracy": val_accuracy})
+        loss, val_accuracy = run_epoch(t)
+        history.append({"epoch": epoch, "train_loss": loss, "val_accuracy": val_accuracy})
         if val_accuracy > best:
-            best, best_epoch, best_state = val_accuracy, epoch, copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{total / seen:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{best:.3f}")
+            best, best_epoch, best_state = val_accuracy, epoch, copy.deepcopy(t.model.state_dict())
+        bar.set_postfix(loss=f"{loss:.3f}", val_acc=f"{val_accuracy:.3f}", best=f"{best:.3f}")
         if epoch - best_epoch >= cfg.patience:
             log.info("early stop at epoch %d: no better val accuracy since epoch %d", epoch, best_epoch)
             break
-    model.load_state_dict(best_state)
-    if device.type != "cpu":
-        model.to("cpu", memory_format=torch.contiguous_format)
-    return Trained(model.eval(), best, best_epoch, history)
+    t.model.load_state_dict(best_state)
+    if t.device.type != "cpu":
+        t.model.to("cpu", memory_format=torch.contiguous_format)
+    return Trained(t.model.eval(), best, best_epoch, history)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, name: str, classes: list[str], image_size: int) -> None:

@@ -437,6 +437,10 @@ class Settings(Strict):
         return f"{self.dataset.name}-generator"
 
     @property
+    def registered_adapters(self) -> str:
+        return f"{self.dataset.name}-adapters"
+
+    @property
     def workdir(self) -> Path:
         """Where this dataset's artifacts go."""
         return self.paths.artifacts / self.dataset.name

@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
@@ -19,7 +18,7 @@ from models.digests import file_digest
 from models.edit_folder import append, image_file, place, stage_image
 from models.edit_folder import edits as folder_edits
 from models.engine import Engine, EngineError
-from models.methods.genie_ada import MODES as ADA_MODES
+from models.methods.genie_ada import Ada
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,9 @@ class EditRunner:
     """Runs edits through an Engine into one folder; keys already there are never made again."""
 
     def __init__(self, engine: Engine, out_dir: Path, prompt: Callable[[str], str], batch_size: int = 32,
-                 ada_ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9), embed: Callable | None = None,
-                 target_means: dict[str, np.ndarray] | None = None, ada_mode: str = "exact", probe_steps: int = 2):
-        if ada_mode not in ADA_MODES:
-            raise EngineError(f"unknown GeNIe-Ada mode {ada_mode!r} (choose from {', '.join(ADA_MODES)})")
+                 ada: Ada | None = None):
         self.engine, self.out_dir, self.prompt, self.batch_size = engine, Path(out_dir), prompt, batch_size
-        self.ada_ratios, self.embed, self.target_means = list(ada_ratios), embed, target_means or {}
-        self.ada_mode, self.probe_steps = ada_mode, probe_steps
+        self.ada = ada or Ada()  # GeNIe-Ada's candidates, extractor and mode; only its methods read it
         self.sampler = {"model": engine.identity, "steps": engine.steps, "guidance": engine.guidance}
 
     def key(self, edit: Edit) -> str:
@@ -157,7 +152,7 @@ class EditRunner:
                 raise EngineError(str(err)) from None
             if edit.ratio is not None and not 0 < edit.ratio <= 1:
                 raise EngineError(f"noise ratio {edit.ratio} outside (0, 1]")
-            if method.needs_extractor and (self.embed is None or edit.label not in self.target_means):
+            if method.needs_extractor and not self.ada.can_score(edit.label):
                 raise EngineError(f"{edit.method} needs a feature extractor and real images of class {edit.label}")
         for source in sorted({e.source for e in edits if methods.get(e.method, internal=True).source != "none"}):
             try:

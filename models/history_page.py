@@ -77,7 +77,8 @@ def _volume_plot(plt, frame: pd.DataFrame):
 
 
 def render(frame: pd.DataFrame, per_class: pd.DataFrame, title: str) -> str:
-    from models.benchmarks.report import figure_uri, pyplot, table  # matplotlib: for the page only
+    from models.benchmarks.report import figure_uri, pyplot  # matplotlib: for the page only
+    from models.benchmarks.results import table
 
     plt = pyplot()
     plots = [{"title": "Accuracy over nights (promotions marked)", "uri": figure_uri(_accuracy_plot(plt, frame))}]

@@ -10,11 +10,11 @@ import torch
 from prefect import get_run_logger, task
 
 from models.adapters import CARD
-from models.config import AdapterConfig, RuntimeConfig, Settings
+from models.config import AdapterConfig, RuntimeConfig
 from models.digests import model_identity
 from tasks.caching import Outputs, cached_task
 from tasks.data import DataVersion
-from tasks.registry import find_version, register_version
+from tasks.registry import register_once
 from tasks.tracking import open_run
 
 
@@ -39,22 +39,23 @@ def adapt_class(kind: str, adapter: AdapterConfig, prompt: str, model: str, mode
 
 
 @task(name="register-adapter")
-def register_adapter(settings: Settings, data: DataVersion, folder: Path, info: dict) -> str:
-    """A class's adapter (models/adapters.py) as a version of `<dataset>-adapters`, once per digest of its files,
-    tagged with its class, kind, token and what it was made from: the base generator's digest and the class's images."""
-    name = f"{settings.dataset.name}-adapters"
-    digest = model_identity(str(folder))
-    found = find_version(name, "adapter_digest", digest)
-    if found is not None:
-        return str(found.version)
+def register_adapter(name: str, dataset: str, data: DataVersion, folder: Path, info: dict) -> str:
+    """A class's adapter (models/adapters.py) as a version of `name` (`<dataset>-adapters`), once per digest of its
+    files, tagged with its class, kind, token and what it was made from: the base generator's digest and the class's
+    images."""
     card = json.loads((folder / CARD).read_text())
-    run_id = open_run(settings.dataset.name, f"adapt-{card['label']}", data.md5,
-                      {"pipeline": "adapt-class", "class": card["label"]})
-    with mlflow.start_run(run_id=run_id) as run:
-        mlflow.log_metrics({key: info[key] for key in ("loss", "train_seconds", "images")})
-        mlflow.log_artifacts(str(folder), "adapter")
-    tags = {"adapter_digest": digest, "class": card["label"], "kind": card["kind"], "token": card["token"],
-            "base_digest": card["base_digest"], "images_md5": card["images_md5"], "dataset_md5": data.md5}
-    version = register_version(name, f"{run.info.artifact_uri}/adapter", run_id, tags)
-    get_run_logger().info("%s version %s: class %s (%s)", name, version, card["label"], card["kind"])
+
+    def log():
+        run_id = open_run(dataset, f"adapt-{card['label']}", data.md5,
+                          {"pipeline": "adapt-class", "class": card["label"]})
+        with mlflow.start_run(run_id=run_id) as run:
+            mlflow.log_metrics({key: info[key] for key in ("loss", "train_seconds", "images")})
+            mlflow.log_artifacts(str(folder), "adapter")
+        tags = {"class": card["label"], "kind": card["kind"], "token": card["token"],
+                "base_digest": card["base_digest"], "images_md5": card["images_md5"], "dataset_md5": data.md5}
+        return f"{run.info.artifact_uri}/adapter", run_id, tags, None
+
+    version, _, new = register_once(name, "adapter_digest", model_identity(str(folder)), log)
+    if new:
+        get_run_logger().info("%s version %s: class %s (%s)", name, version, card["label"], card["kind"])
     return version

@@ -1,95 +1,23 @@
-"""Content-keyed caching: Prefect cache keys from digests, config and code, never from big objects."""
+"""The steps' protocol: Prefect tasks cached by content (tasks/keys.py: digests of their inputs and code, never of big
+objects), the files each one wrote with their digests, and one check that a cache hit's files are still whole."""
 from __future__ import annotations
 
-import ast
-import hashlib
-import json
 import shutil
-from dataclasses import asdict, dataclass, field, is_dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import task
-from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from models.digests import file_digest
 from models.locks import partial_path
+from tasks.keys import code_digest, digest
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("flows", "models", "tasks")  # the project's own code
 # How this machine runs a step (torch threads and kernels), not what the step is given: in no key, like the
 # runner's worker count. A changed thread count may change the last bits of what a step makes; what is
 # cached for the same inputs is reused rather than made again.
 UNKEYED = ("runtime",)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Path):
-        return value.as_posix()
-    if is_dataclass(value):
-        return asdict(value)
-    raise TypeError(f"cannot key a cache on {type(value).__name__}; pass paths and digests")
-
-
-def digest(*parts: Any) -> str:
-    """sha256 of JSON-encoded parts (config models and paths allowed)."""
-    text = json.dumps(parts, sort_keys=True, default=_plain)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def images_digest(images: list[tuple[str, ...]]) -> str:
-    """Digest of labelled image files by content: (path, label, ...) rows, order-free; 32 hex digits, like
-    DVC's md5 (MLflow takes at most 36 for a dataset's digest)."""
-    return digest(sorted([file_digest(path), *rest] for path, *rest in images))[:32]
-
-
-def _module_file(name: str) -> Path | None:
-    path = ROOT.joinpath(*name.split("."))
-    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _project_imports(path: Path) -> set[str]:
-    """Project modules a file imports, at any depth of its code (lazy imports included)."""
-    found, text = set(), path.read_text()
-    for node in ast.walk(ast.parse(text, str(path))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from package import name` may name a submodule
-            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    if path.name == "__init__.py" and "iter_modules(__path__)" in text:  # a registry: all its modules
-        found |= {f"{path.parent.relative_to(ROOT).as_posix().replace('/', '.')}.{m.stem}"
-                  for m in path.parent.glob("*.py") if m.stem != "__init__"}
-    return {name for name in found if name.split(".")[0] in PACKAGES and _module_file(name)}
-
-
-@lru_cache(maxsize=None)
-def module_closure(module: str) -> tuple[str, ...]:
-    """The project files a module runs: itself and its project imports, followed transitively."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo += _project_imports(_module_file(name))
-    return tuple(sorted(_module_file(name).relative_to(ROOT).as_posix() for name in seen))
-
-
-@lru_cache(maxsize=None)
-def code_digest(module: str) -> str:
-    """Digest of the code a module runs: a step's cache survives edits to code it does not use."""
-    sha = hashlib.sha256()
-    for relative in module_closure(module):
-        sha.update(relative.encode() + b"\0" + (ROOT / relative).read_bytes())
-    return sha.hexdigest()
 
 
 def _keyed(parameters: dict[str, Any], *left_out: str) -> dict[str, Any]:
@@ -155,12 +83,7 @@ def run_verified(step, step_log: dict[str, str], label: str | None = None, view:
     """
     if view is not None:
         parameters["out_dir"] = keyed_folder(step, Path(view), parameters)
-    state = step(**parameters, return_state=True)
-    outputs = state.result()
-    if not outputs.intact():
-        state = step.with_options(refresh_cache=True)(**parameters, return_state=True)
-        outputs = state.result()
-    step_log[label or step.name] = "cached" if state.name == "Cached" else "ran"
+    outputs = _checked(step, lambda s: s(**parameters, return_state=True), step_log, label or step.name)
     if view is not None:
         outputs.publish(parameters["out_dir"], Path(view))
     return outputs
@@ -177,11 +100,22 @@ def run_verified_all(step, step_log: dict[str, str], labels: list[str], calls: l
                 bar.update()
             return results
     futures = [step.submit(**params) for params in calls]
-    results = [future.result() for future in futures]
-    for i, (future, outputs) in enumerate(zip(futures, results)):
-        state = future.state
-        if not outputs.intact():
-            future = step.with_options(refresh_cache=True).submit(**calls[i])
-            results[i], state = future.result(), future.state
-        step_log[labels[i]] = "cached" if state.name == "Cached" else "ran"
-    return results
+    return [_checked(step, lambda s, first=future, params=params: _finished(first if s is step else s.submit(**params)),
+                     step_log, label) for future, params, label in zip(futures, calls, labels)]
+
+
+def _checked(step, run, step_log: dict[str, str], label: str) -> Outputs:
+    """`run(step)`'s outputs, noted in `step_log[label]` as ran or cached; a cache hit whose files were since deleted
+    or overwritten is run again (`run` of the step with its cache refreshed)."""
+    state = run(step)
+    outputs = state.result()
+    if not outputs.intact():
+        state = run(step.with_options(refresh_cache=True))
+        outputs = state.result()
+    step_log[label] = "cached" if state.name == "Cached" else "ran"
+    return outputs
+
+
+def _finished(future):
+    future.wait()
+    return future.state

@@ -1,6 +1,6 @@
-"""The classifier's versions: registered once per checkpoint with the data they learnt from, the first crowned
-`champion`, a challenger promoted only when it wins on the same test data, promotion and rollback by hand, each
-decision tagged on the version it concerns."""
+"""The champion's policy over the classifier's registered versions (tasks/registry.py registers them): the first
+crowned `champion`, a challenger promoted only when it wins on the same test data, promotion and rollback by hand,
+each decision tagged on the version it concerns."""
 from __future__ import annotations
 
 import getpass
@@ -8,93 +8,24 @@ import json
 import os
 import socket
 import time
-import warnings
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 
-from models.classifier import load_checkpoint
-from models.config import Settings
+from models.config import PromoteConfig
 from models.locks import dataset_key, still_held
 from models.promotion import DECISIONS, decide
 from tasks.caching import Outputs
-from tasks.data import DataVersion
-from tasks.registry import CHAMPION, PREVIOUS, alias_version, find_version, register_version, tag_version
-from tasks.tracking import experiment_id_of, log_params, open_run, read_spilled, spill_long
-
-SERVING = Path(__file__).resolve().parent.parent / "models" / "serving.py"
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{package}=={version(package)}" for package in ("torch", "timm", "numpy", "pandas", "pillow",
-                                                              "safetensors", "mlflow")]
-
-
-def log_classifier(checkpoint: Path, folder: Path):
-    """Log the classifier as a pyfunc model from code: weights in safetensors, a JSON card, models/serving.py.
-    Loading it runs that file and reads tensors; nothing is unpickled."""
-    from safetensors.torch import save_file
-
-    network, meta = load_checkpoint(checkpoint)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "weights.safetensors")
-    card = {key: meta[key] for key in ("model", "classes", "image_size")}
-    (folder / "card.json").write_text(json.dumps(card, indent=2))
-    return mlflow.pyfunc.log_model(name="model", python_model=str(SERVING), pip_requirements=_requirements(),
-                                   artifacts={"weights": str(folder / "weights.safetensors"),
-                                              "card": str(folder / "card.json")})
-
-
-@task(name="register-classifier")
-def register_classifier(run_id: str, settings: Settings, data: DataVersion, model: Outputs, evaluation: Outputs,
-                        role: str = "baseline", lineage: dict | None = None,
-                        inputs: dict[str, tuple[pd.DataFrame, str, str]] | None = None) -> dict:
-    """Log and register the model once per checkpoint, in a run nested under the pipeline run, with the
-    data it was trained on (`inputs`: name -> rows, source, digest) as MLflow dataset inputs."""
-    logger = get_run_logger()
-    name = settings.registered_model
-    version = find_version(name, "checkpoint_sha256", model.digests["checkpoint"])
-    metrics = evaluation.info["metrics"]
-    if version is not None:
-        logger.info("model unchanged: %s version %s already registered", name, version.version)
-        return {"name": name, "version": str(version.version), "run_id": version.run_id, "new": False}
-    child = open_run(settings.dataset.name, role, data.md5, {"role": role}, parent=run_id)
-    with mlflow.start_run(run_id=child):
-        for label, (frame, source, digest) in (inputs or {}).items():  # what it was trained on: name -> rows
-            with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source kinds
-                warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_pandas(frame, source=source, name=label, digest=digest)
-            mlflow.log_input(dataset, context="training", tags={"digest": digest})
-        for row in model.info["history"]:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        mlflow.log_metrics({f"test.{k}": v for k, v in metrics.items()})
-        # the same text as param and as the version's tag: the names, or a note naming the artifact that has them
-        classes_text = spill_long(child, {"classes": evaluation.info["classes"]}, ",".join)
-        log_params(child, settings.classifier.model_dump(mode="json") | classes_text)
-        for output in ("confusion_plot", "per_class"):
-            mlflow.log_artifact(str(evaluation[output]), "evaluation")
-        mlflow.log_artifact(str(model["checkpoint"]), "checkpoint")
-        info = log_classifier(model["checkpoint"], Path(model["checkpoint"]).parent / "pyfunc")
-    parent = MlflowClient().get_run(run_id).data.tags
-    tags = {"checkpoint_sha256": model.digests["checkpoint"], "dataset_md5": data.md5, "role": role,
-            "data_dvc_file": data.pointer, "data_dvc_md5": data.pointer_md5,
-            "test_accuracy": f"{metrics['accuracy']:.4f}", **classes_text,
-            "pipeline_run_id": run_id, "git_commit": parent.get("git_commit", "none"), **(lineage or {})}
-    version = register_version(name, info.model_uri, child, tags, model_id=info.model_id)
-    logger.info("registered %s version %s (%s)", name, version, role)
-    return {"name": name, "version": version, "run_id": child, "new": True}
+from tasks.registry import CHAMPION, PREVIOUS, alias_version, tag_version
+from tasks.tracking import experiment_id_of, read_spilled
 
 
 @task(name="crown-first")
-def crown_first(settings: Settings, version: str) -> str:
-    """With no champion yet, the first registered model becomes it."""
-    name = settings.registered_model
+def crown_first(name: str, version: str) -> str:
+    """With no champion yet, the first registered version of `name` becomes it."""
     current = agree(name)
     if current is None:
         set_champion(name, version, "first", "first model registered")
@@ -105,9 +36,8 @@ def crown_first(settings: Settings, version: str) -> str:
 
 
 @task(name="fetch-champion")
-def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
+def fetch_champion(name: str, out_dir: Path) -> Outputs | None:
     """The champion's checkpoint, downloaded from its registering run."""
-    name = settings.registered_model
     version = alias_version(name)
     if version is None:
         return None
@@ -120,16 +50,15 @@ def fetch_champion(settings: Settings, out_dir: Path) -> Outputs | None:
     return Outputs.of(info, checkpoint=folder / "model.pt")
 
 
-def move_blocked(settings: Settings, challenger: str, champion: str) -> str | None:
+def move_blocked(name: str, dataset: str, challenger: str, champion: str) -> str | None:
     """Why `champion` must not move to a challenger that won against version `champion`, or None: it was rolled
     back, the night lost its hold on the dataset, or the champion moved since (compare and set: it is read again
     here, a half-done move finished first)."""
-    name = settings.registered_model
     now = agree(name)
     if MlflowClient().get_model_version(name, challenger).tags.get("rolled_back") == "true":
         return f"version {challenger} was rolled back; only `genie promote {challenger}` crowns it"
-    if not still_held(dataset_key(settings.dataset.name)):
-        return (f"the night lost its hold on dataset {settings.dataset.name} (the team's database restarted), so "
+    if not still_held(dataset_key(dataset)):
+        return (f"the night lost its hold on dataset {dataset} (the team's database restarted), so "
                 "another night may be deciding; not promoted")
     if now != champion:
         return (f"the champion moved to version {now} after version {challenger} was compared with version "
@@ -138,17 +67,16 @@ def move_blocked(settings: Settings, challenger: str, champion: str) -> str | No
 
 
 @task(name="promote")
-def promote_if_better(settings: Settings, challenger: str, challenger_metrics: dict, champion: str,
+def promote_if_better(name: str, dataset: str, rules: PromoteConfig, challenger: str, challenger_metrics: dict, champion: str,
                       champion_metrics: dict, run_id: str | None = None,
                       per_class: tuple[dict[str, float], dict[str, float]] | None = None) -> dict:
     """Move `champion` to the challenger only when it passes every gate on the same test data (`per_class`: each
     class's accuracy, challenger's and champion's), and only if the champion is still the version it was compared
     with; record why on the challenger, and the gates' verdicts in the decision log either way."""
-    name = settings.registered_model
     if challenger == champion:
         return {"promoted": False, "reason": "the challenger is the champion", "champion": champion}
-    promoted, reason, gates = decide(challenger_metrics, champion_metrics, settings.promote, *(per_class or ()))
-    blocked = move_blocked(settings, challenger, champion)
+    promoted, reason, gates = decide(challenger_metrics, champion_metrics, rules, *(per_class or ()))
+    blocked = move_blocked(name, dataset, challenger, champion)
     if promoted and blocked:
         promoted, reason = False, blocked
     tags = {"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,

@@ -16,8 +16,9 @@ from models.edit_folder import sync
 from models.editing import Edit, EditRunner
 from models.engine import Engine
 from models.locks import partial_path
-from models.methods.genie_ada import class_means
-from tasks.caching import Outputs, cached_task, code_digest, digest
+from models.methods.genie_ada import Ada, class_means
+from tasks.caching import Outputs, cached_task
+from tasks.keys import code_digest, digest
 
 
 def _engine_args(g: GeneratorConfig) -> tuple:
@@ -88,8 +89,8 @@ def generate_shard(generator: GeneratorConfig, genie: GenieConfig, model: str, p
     engine = _shared_engine(model, model_identity, tuple(adapters), *_engine_args(generator))
     embed, means = ada_features(dataset_root, split, extractor) if extractor is not None else (None, None)
     prompts = adapted_prompts(engine, generator.prompt, prompts)
-    runner = EditRunner(engine, out_dir, prompts.__getitem__, generator.batch_size, genie.ada_ratios, embed, means,
-                        genie.ada_mode, genie.ada_probe_steps)
+    runner = EditRunner(engine, out_dir, prompts.__getitem__, generator.batch_size,
+                        Ada(tuple(genie.ada_ratios), embed, means or {}, genie.ada_mode, genie.ada_probe_steps))
     stats = runner.run(edits, progress=False)
     keys = [key if runner.made(key) else None for key in map(runner.key, edits)]
     made = {key: e for key, e in zip(keys, edits) if key}

@@ -1,6 +1,7 @@
-"""The MLflow model registry, for classifiers and generators alike: a version is registered once per digest of its
-files (a re-run, a kill or data going back finds it again), reached through aliases, and tagged with its lineage.
-The generator's versions live here; the classifier's, with their promotion, in tasks/champion.py."""
+"""The MLflow model registry, for classifiers, generators and adapters alike: a version is registered once per digest
+of its files (a re-run, a kill or data going back finds it again), reached through aliases, and tagged with its
+lineage. The generator's versions are registered here, the classifier's in tasks/classifiers.py, the adapters' in
+tasks/adapters.py; which classifier version is `champion` is tasks/champion.py's policy."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 
-from models.config import Settings
 from models.digests import model_identity
 from models.lifecycle import TrainedOn
 from models.locks import partial_path
@@ -59,6 +59,17 @@ def register_version(name: str, source: str, run_id: str, tags: dict, model_id: 
     return str(client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id).version)
 
 
+def register_once(name: str, tag: str, digest: str, log) -> tuple[str, str, bool]:
+    """The version of `name` for files of this digest (`tag` holds it): the one registered before (a re-run, a kill,
+    data going back), else a new one from what `log()` logs (its artifact source, run id, tags and logged model id).
+    Returns the version, its run and whether it is new."""
+    found = find_version(name, tag, digest)
+    if found is not None:
+        return str(found.version), found.run_id, False
+    source, run_id, tags, model_id = log()
+    return register_version(name, source, run_id, {tag: digest, **tags}, model_id), run_id, True
+
+
 def tag_version(name: str, version: str, tags: dict) -> None:
     for key, value in tags.items():
         MlflowClient().set_model_version_tag(name, version, key, str(value))
@@ -84,31 +95,29 @@ def current_generator(name: str) -> RegisteredGenerator | None:
 
 
 @task(name="register-generator")
-def register_generator(settings: Settings, data: DataVersion, model: Outputs, folder: Path, trained_on: TrainedOn,
-                       reason: str) -> str:
-    """Register the embedded generator in `folder` once per weights digest, with its lineage and training
-    figures, and make it `current`."""
-    name = settings.registered_generator
-    digest = model_identity(str(folder))
-    found = find_version(name, "weights_digest", digest)
-    if found is not None:
-        version = str(found.version)
-    else:
+def register_generator(name: str, dataset: str, prompt: str, data: DataVersion, model: Outputs, folder: Path,
+                       trained_on: TrainedOn, reason: str) -> str:
+    """Register the embedded generator in `folder` as a version of `name` once per weights digest, with its lineage,
+    prompt template and training figures, and make it `current`."""
+
+    def log():
         card = model.info
-        run_id = open_run(settings.dataset.name, "train-generator", data.md5,
+        run_id = open_run(dataset, "train-generator", data.md5,
                           {"pipeline": "train-generator", "retrain_reason": reason})
         with mlflow.start_run(run_id=run_id) as run:
             log_params(run_id, {f"embedded.{k}": v for k, v in card["recipe"].items()}
-                       | {"prompt": settings.generator.prompt, "images": card["images"]})
+                       | {"prompt": prompt, "images": card["images"]})
             # the tag holds the class names as JSON, or (1,000 of them) a note naming the artifact that does
             classes = spill_long(run_id, {"classes": list(trained_on.classes)}, json.dumps)["classes"]
             mlflow.log_metrics({k: card[k] for k in ("vae_mse", "unet_loss", "train_seconds", "scaling_factor")})
             mlflow.log_artifacts(str(folder), "generator")
-        tags = {"weights_digest": digest, "dataset_md5": data.md5, "classes": classes,
+        tags = {"dataset_md5": data.md5, "classes": classes,
                 "train_images": trained_on.train_images, "recipe": trained_on.recipe,
                 "trained_at": trained_on.time, "retrain_reason": reason,
                 "train_seconds": f"{card['train_seconds']:.0f}", "unet_loss": f"{card['unet_loss']:.4f}"}
-        version = register_version(name, f"{run.info.artifact_uri}/generator", run_id, tags)
+        return f"{run.info.artifact_uri}/generator", run_id, tags, None
+
+    version, _, _ = register_once(name, "weights_digest", model_identity(str(folder)), log)
     MlflowClient().set_registered_model_alias(name, CURRENT, version)
     get_run_logger().info("%s version %s is current (%s)", name, version, reason)
     return version

@@ -20,7 +20,7 @@ import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from models.config import Settings
+from models.config import RetentionConfig
 from tasks.history import newest_runs, night_tables
 from tasks.registry import CHAMPION, PREVIOUS, at_alias
 
@@ -81,11 +81,12 @@ def artifact_bytes(uri: str) -> int:
     return size(path) if path else 0
 
 
-def plan(settings: Settings, remote: str | None = None, now: float | None = None) -> Plan:
-    client, name, rules = MlflowClient(), settings.registered_model, settings.retention
+def plan(name: str, dataset: str, workdir: Path, rules: RetentionConfig, remote: str | None = None,
+         now: float | None = None) -> Plan:
+    client = MlflowClient()
     now = time.time() if now is None else now
     out = Plan()
-    nights = newest_runs(settings.dataset.name, "tags.pipeline = 'genie-run'", None)
+    nights = newest_runs(dataset, "tags.pipeline = 'genie-run'", None)
     kept_nights = {run.info.run_id for run in nights[: rules.keep_nights]}
     for alias in (CHAMPION, PREVIOUS):
         version = at_alias(name, alias)
@@ -118,7 +119,6 @@ def plan(settings: Settings, remote: str | None = None, now: float | None = None
     out.bytes["mlflow"] = sum(artifact_bytes(client.get_run(r).info.artifact_uri) for r in out.runs) + sum(
         artifact_bytes(client.get_logged_model(m).artifact_location) for m in out.logged_models)
 
-    workdir = settings.workdir
     out.files["work"] = [entry for store in [workdir / ".store", *workdir.glob("*/.store")]
                          if store.is_dir() and store.parent.name not in KEEP_STORE for step in store.iterdir()
                          if step.name not in KEEP_STORE for entry in step.iterdir() if entry.stat().st_mtime < cutoff]
@@ -187,18 +187,20 @@ def unreferenced(root: Path, keep: set[str]) -> list[Path]:
             if path.parent.name + path.name not in needed and not path.name.endswith(".lock")]
 
 
-def collect(settings: Settings, remote: str | None = None, dry_run: bool = False) -> Plan:
-    """`genie gc` once the dataset is held: the plan, applied unless `dry_run`."""
-    found = plan(settings, remote)
+def collect(name: str, dataset: str, workdir: Path, rules: RetentionConfig, remote: str | None = None,
+            dry_run: bool = False) -> Plan:
+    """`genie gc` once the dataset is held: the plan for classifier `name` and the `dataset`'s nights and work
+    folder, applied unless `dry_run`."""
+    found = plan(name, dataset, workdir, rules, remote)
     if not dry_run:
-        apply(found, settings)
+        apply(found, name)
     return found
 
 
-def apply(plan_: Plan, settings: Settings) -> None:
+def apply(plan_: Plan, name: str) -> None:
     """Registry versions first, then logged models and runs (purged where the store is on this machine), then
     files: at every point, what is left is consistent and the next gc takes the rest."""
-    client, name = MlflowClient(), settings.registered_model
+    client = MlflowClient()
     for version in plan_.versions:
         client.delete_model_version(name, version)
     for model_id in plan_.logged_models:

@@ -12,7 +12,6 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 from prefect import task
 
-from models.config import Settings
 from models.dataset import read_manifest
 from tasks.caching import Outputs
 from tasks.data import DataVersion
@@ -86,23 +85,22 @@ def open_run(experiment: str, name: str, dataset_md5: str, tags: dict | None = N
     return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
 
-def start_pipeline_run(settings: Settings, data: DataVersion, run_name: str) -> str:
-    """Create the parent run: flattened config as params and whole as an artifact, git commit, dataset digest."""
-    from models.determinism import machine
-
-    run_id = open_run(settings.dataset.name, run_name, data.md5, {"pipeline": "genie-run",
-                                                                   "machine": machine(settings.runtime)})
-    log_params(run_id, settings.flat())
+def start_pipeline_run(dataset: str, data: DataVersion, run_name: str, params: dict, config: dict,
+                       machine: str) -> str:
+    """Create the parent run in the experiment of `dataset`: the flattened configuration as params and whole
+    (`config`) as an artifact, the machine, git commit, dataset digest."""
+    run_id = open_run(dataset, run_name, data.md5, {"pipeline": "genie-run", "machine": machine})
+    log_params(run_id, params)
     # the configuration whole, typed, as the night read it: params are strings, this loads back as Settings
-    MlflowClient().log_dict(run_id, settings.model_dump(mode="json"), CONFIG)
+    MlflowClient().log_dict(run_id, config, CONFIG)
     return run_id
 
 
 @task(name="record-run")
-def record_run(settings: Settings, data: DataVersion, name: str, params: dict, metrics: dict,
+def record_run(dataset: str, data: DataVersion, name: str, params: dict, metrics: dict,
                artifacts: list[Path] = (), tags: dict | None = None) -> str:
-    """A run of its own in the dataset's experiment (quality checks, benchmarks)."""
-    run_id = open_run(settings.dataset.name, name, data.md5, {"pipeline": name, **(tags or {})})
+    """A run of its own in the experiment of `dataset` (quality checks, benchmarks)."""
+    run_id = open_run(dataset, name, data.md5, {"pipeline": name, **(tags or {})})
     with mlflow.start_run(run_id=run_id):
         log_params(run_id, params)
         mlflow.log_metrics(metrics)
@@ -112,13 +110,13 @@ def record_run(settings: Settings, data: DataVersion, name: str, params: dict, m
 
 
 @task(name="log-dataset")
-def log_dataset(run_id: str, settings: Settings, data: DataVersion, split: Outputs) -> None:
+def log_dataset(run_id: str, dataset: str, data: DataVersion, split: Outputs) -> None:
     """The split manifest as an MLflow dataset input, digested by DVC's md5; the bad-file report."""
     manifest = read_manifest(split["manifest"])
     with warnings.catch_warnings():  # a local folder matches two equivalent MLflow source kinds
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(
-            manifest, source=data.path, targets="label", name=settings.dataset.name, digest=data.md5
+            manifest, source=data.path, targets="label", name=dataset, digest=data.md5
         )
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training", tags={"dvc_md5": data.md5, "dvc_file": data.pointer})

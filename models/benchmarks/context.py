@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from models.benchmarks.long_tail import paired_gap
-from models.benchmarks.results import Gap, across_ci, verdict
+from models.benchmarks.results import Gap, across_ci, mean_pm, verdict
 from models.context import ContextReader
 
 GRID_ROWS = 8
@@ -111,8 +111,6 @@ def said_verdicts(table: pd.DataFrame, predictions: pd.DataFrame, noise_ratio: f
 def summary(table: pd.DataFrame, context: pd.DataFrame) -> list[dict]:
     """What `genie benchmark long-tail` prints: per variant, accuracy on average (and on the few-shot classes or the
     worst group, where there are some), mean ± the across-seed interval in percent, and the context shares."""
-    from models.benchmarks.report import mean_pm
-
     rows = []
     shares = context.set_index("variant") if not context.empty else pd.DataFrame()
     for r in table.to_dict("records"):

@@ -11,10 +11,11 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from models.benchmarks.ada import ada_agreement
+from models.benchmarks.context import compared, seed_groups, worst_group_gap
 from models.benchmarks.episodes import Variant
 from models.benchmarks.few_shot import paired
 from models.benchmarks.long_tail import BASELINE, paired_gap
-from models.benchmarks.results import Gap, across_ci, verdict
+from models.benchmarks.results import Gap, across_ci, half, mean_pm, table, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -43,31 +44,6 @@ def figure_uri(fig) -> str:
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     pyplot().close(fig)
     return data_uri(buffer.getvalue())
-
-
-def cell(value) -> str:
-    if isinstance(value, float):
-        return "-" if np.isnan(value) else f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
-def table(frame: pd.DataFrame | None) -> dict | None:
-    """A DataFrame as header and rows of text, for the template's table macro."""
-    if frame is None or frame.empty:
-        return None
-    return {"columns": [str(c) for c in frame.columns], "rows": [[cell(v) for v in row] for row in frame.itertuples(index=False)]}
-
-
-def mean_pm(mean: float, spread: float, scale: float = 100, digits: int = 1) -> str:
-    """'75.5 ± 0.8' (percent by default); '75.5' when there is no spread (one seed)."""
-    if pd.isna(mean):
-        return "-"
-    return f"{mean * scale:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread * scale:.{digits}f}")
-
-
-def half(width: float) -> str:
-    """'± 0.8' in points; '-' where there is no interval (one seed)."""
-    return "-" if pd.isna(width) else f"± {width * 100:.1f}"
 
 
 def said(a: str, b: str, diff: Gap) -> dict:
@@ -233,8 +209,6 @@ def context_section(r: dict) -> dict | None:
     predictions, facts = r["predictions"], r["facts"]
     if "context_group" not in predictions:
         return None
-    from models.benchmarks.context import compared, seed_groups, worst_group_gap
-
     per_variant = seed_groups(predictions).groupby("variant", sort=False)
     groups = pd.DataFrame({
         "worst group (% ± 95% CI across seeds)": per_variant["worst"].agg(lambda m: mean_pm(m.mean(), across_ci(m))),

@@ -176,3 +176,31 @@ def image_rows(made: dict[Edit, str], variant: str, edits: list[Edit]) -> list[d
 
 
 IMAGE_COLUMNS = ["variant", "image", "label", "source_class", "source", "ratio"]
+
+
+# Figures as text, for printed tables and the report's template
+
+
+def cell(value) -> str:
+    if isinstance(value, float):
+        return "-" if np.isnan(value) else f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def table(frame: pd.DataFrame | None) -> dict | None:
+    """A DataFrame as header and rows of text, for the template's table macro."""
+    if frame is None or frame.empty:
+        return None
+    return {"columns": [str(c) for c in frame.columns], "rows": [[cell(v) for v in row] for row in frame.itertuples(index=False)]}
+
+
+def mean_pm(mean: float, spread: float, scale: float = 100, digits: int = 1) -> str:
+    """'75.5 ± 0.8' (percent by default); '75.5' when there is no spread (one seed)."""
+    if pd.isna(mean):
+        return "-"
+    return f"{mean * scale:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread * scale:.{digits}f}")
+
+
+def half(width: float) -> str:
+    """'± 0.8' in points; '-' where there is no interval (one seed)."""
+    return "-" if pd.isna(width) else f"± {width * 100:.1f}"

@@ -13,6 +13,7 @@ from models import methods
 from models.config import GenieConfig
 from models.editing import Edit, EditRunner
 from models.engine import Engine
+from models.methods.genie_ada import Ada
 
 
 def next_class_pairs(manifest: pd.DataFrame, root: Path, classes: list[str], images: int) -> tuple[list[Path], list[str]]:
@@ -33,7 +34,7 @@ def bench_methods(engine: Engine, sources: list[Path], targets: list[str], promp
         ratio = methods.get(method).default_ratio(genie)
         edits = [Edit.make(str(s), s.parent.name, t, method, ratio, 0) for s, t in zip(sources, targets)]
         with tempfile.TemporaryDirectory() as out:
-            runner = EditRunner(engine, Path(out), prompt, batch_size, genie.ada_ratios, embed, target_means)
+            runner = EditRunner(engine, Path(out), prompt, batch_size, Ada(tuple(genie.ada_ratios), embed, target_means or {}))
             _sync()
             stats = runner.run(edits, progress=False)
             _sync()

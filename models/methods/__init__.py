@@ -7,15 +7,37 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, Callable, ClassVar, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from PIL import Image
+# The registry points only down: it imports nothing of the project. What a method reads is spelt here as protocols,
+# which the project's classes (models.config.GenieConfig, models.editing's Edit and EditRunner) meet as they are.
+Made = tuple[Any, "float | None", list, int]  # image (None: dropped), the r used, Ada's scores, UNet evaluations
 
-    from models.config import GenieConfig
-    from models.editing import Edit, EditRunner
 
-Made = tuple["Image.Image | None", "float | None", list, int]  # image (None: dropped), r used, Ada scores, UNet evals
+class Ratios(Protocol):
+    """The configured noise ratios (genie in params.yaml)."""
+
+    noise_ratio: float
+    ada_ratios: Sequence[float]
+    img2img_ratios: Sequence[float]
+
+
+class Edit(Protocol):
+    """One image to make: its label (the class prompted) and its seed."""
+
+    label: str
+    seed: int
+
+
+class Runner(Protocol):
+    """What a method makes its images with: the engine (models.engine.Engine), each label's prompt, the edits' source
+    images, and GeNIe-Ada's state (models.methods.genie_ada.Ada)."""
+
+    engine: Any
+    ada: Any
+    prompt: Callable[[str], str]
+
+    def sources(self, edits: Sequence[Edit]) -> list: ...
 
 
 class Method:
@@ -27,19 +49,19 @@ class Method:
     needs_extractor: ClassVar[bool] = False  # reads the classifier's features (GeNIe-Ada)
     internal: ClassVar[bool] = False  # a step of another method: not offered to users
 
-    def default_ratio(self, genie: GenieConfig) -> float | None:
+    def default_ratio(self, genie: Ratios) -> float | None:
         """The r it runs at unless one is given."""
         return None
 
-    def ratios(self, genie: GenieConfig, sweep: bool = False) -> tuple[float | None, ...]:
+    def ratios(self, genie: Ratios, sweep: bool = False) -> tuple[float | None, ...]:
         """The r values a benchmark compares it at (`sweep`: every GeNIe-Ada candidate, where that applies)."""
         return (self.default_ratio(genie),)
 
-    def key_fields(self, runner: EditRunner) -> dict:
+    def key_fields(self, runner: Runner) -> dict:
         """What else decides its images, beyond the source, label, r, seed, model, sampler and prompt."""
         return {}
 
-    def make(self, runner: EditRunner, edits: list[Edit], ratio: float | None) -> list[Made]:
+    def make(self, runner: Runner, edits: Sequence[Edit], ratio: float | None) -> list[Made]:
         raise NotImplementedError
 
 

@@ -11,9 +11,9 @@ class AdaProbe(Method):
     internal = True
 
     def key_fields(self, runner) -> dict:
-        return {"probe_steps": runner.probe_steps}
+        return {"probe_steps": runner.ada.probe_steps}
 
     def make(self, runner, edits, ratio) -> list[Made]:
         result = runner.engine.probe(runner.sources(edits), [runner.prompt(e.label) for e in edits], [ratio],
-                                     [e.seed for e in edits], runner.probe_steps)
+                                     [e.seed for e in edits], runner.ada.probe_steps)
         return [(image, ratio, [], result.unet_evals // len(edits)) for image in result.images]

@@ -5,11 +5,34 @@ every candidate (all candidates in each UNet call), then only r* denoised in ful
 at r* (same seed, same noise, same steps)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 
 from models.methods import Made, Method, register
 
 MODES = ("fast", "exact")
+
+
+@dataclass(frozen=True)
+class Ada:
+    """GeNIe-Ada's state on a runner: its candidate ratios (increasing), the classifier's features (`embed`, images ->
+    L2-normalised rows) and each class's mean feature it scores against, and how it looks at the candidates (`mode`:
+    exact, or fast with probes of `probe_steps` sampler steps)."""
+
+    ratios: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    embed: Callable | None = None
+    target_means: dict[str, np.ndarray] = field(default_factory=dict)
+    mode: str = "exact"
+    probe_steps: int = 2
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown GeNIe-Ada mode {self.mode!r} (choose from {', '.join(MODES)})")
+
+    def can_score(self, label: str) -> bool:
+        return self.embed is not None and label in self.target_means
 
 
 def class_means(embed, paths: list, labels: list[int], classes: list[str], load, chunk: int = 256) -> dict[str, np.ndarray]:
@@ -47,25 +70,27 @@ class GenieAda(Method):
     needs_extractor = True
 
     def key_fields(self, runner) -> dict:
-        fields = {"ada_ratios": runner.ada_ratios}
-        if runner.ada_mode != "exact":  # exact's keys predate the modes: its images stay valid
-            fields |= {"ada_mode": runner.ada_mode, "probe_steps": runner.probe_steps}
+        ada = runner.ada
+        fields = {"ada_ratios": list(ada.ratios)}
+        if ada.mode != "exact":  # exact's keys predate the modes: its images stay valid
+            fields |= {"ada_mode": ada.mode, "probe_steps": ada.probe_steps}
         return fields
 
     def make(self, runner, edits, ratio) -> list[Made]:
-        engine, ratios, n = runner.engine, runner.ada_ratios, len(edits)
+        ada = runner.ada
+        engine, ratios, n = runner.engine, list(ada.ratios), len(edits)
         sources, seeds = runner.sources(edits), [e.seed for e in edits]
         prompts = [runner.prompt(e.label) for e in edits]
-        if runner.ada_mode == "exact":
+        if ada.mode == "exact":
             results = [engine.edit(sources, prompts, r, seeds) for r in ratios]
             looks = [[result.images[j] for result in results] for j in range(n)]
             evals = [sum(result.unet_evals for result in results) // n] * n
         else:
-            probe = engine.probe(sources, prompts, ratios, seeds, runner.probe_steps)
+            probe = engine.probe(sources, prompts, ratios, seeds, ada.probe_steps)
             looks = [probe.images[j * len(ratios) : (j + 1) * len(ratios)] for j in range(n)]
             evals = [probe.unet_evals // n] * n
         complete = [j for j in range(n) if all(image is not None for image in looks[j])]
-        features = runner.embed([image for j in complete for image in (sources[j], *looks[j])])  # one call
+        features = ada.embed([image for j in complete for image in (sources[j], *looks[j])])  # one call
         z_of = {j: features[i * (len(ratios) + 1) : (i + 1) * (len(ratios) + 1)] for i, j in enumerate(complete)}
         chosen = []
         for j, edit in enumerate(edits):
@@ -73,10 +98,10 @@ class GenieAda(Method):
                 chosen.append((None, None, []))
                 continue
             z = z_of[j]
-            r, index, scores = choose_ratio(z[0], z[1:], runner.target_means[edit.label], ratios)
-            chosen.append((looks[j][index] if runner.ada_mode == "exact" else None, r,
+            r, index, scores = choose_ratio(z[0], z[1:], ada.target_means[edit.label], ratios)
+            chosen.append((looks[j][index] if ada.mode == "exact" else None, r,
                            [round(float(s), 5) for s in scores]))
-        if runner.ada_mode == "fast":  # the chosen edits, grouped by r* so that each group shares its UNet calls
+        if ada.mode == "fast":  # the chosen edits, grouped by r* so that each group shares its UNet calls
             images = [None] * n
             for r in sorted({r for _, r, _ in chosen if r is not None}):
                 group = [j for j, (_, rj, _) in enumerate(chosen) if rj == r]

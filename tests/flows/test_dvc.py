@@ -9,9 +9,7 @@ import yaml
 
 from flows.pipeline import STAGE_PARAMS, STAGE_TASKS, STAGES, genie_run
 from models.config import Settings, load_settings
-from tasks.caching import module_closure
-
-pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
+from tasks.keys import module_closure
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["classifier.epochs=2", "finetune.epochs=1", "generator.steps=4", "generator.embedded.vae_steps=4",
@@ -25,6 +23,7 @@ def dvc(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.nights  # a whole night, then dvc repro: make test-nights
 def test_genie_run_and_dvc_repro_agree(project: Path):
     for name in ("dvc.yaml", "models", "tasks"):
         (project / name).symlink_to(REPO / name)

@@ -9,7 +9,7 @@ from PIL import Image, ImageChops
 
 from flows.pipeline import genie_prepare, genie_run
 from models.config import Settings
-from tasks import caching
+from tasks import keys
 
 pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
@@ -67,18 +67,18 @@ def code_copy(tmp_path_factory, monkeypatch) -> Path:
     code = tmp_path_factory.mktemp("code")
     for package in ("flows", "models", "tasks"):
         shutil.copytree(REPO / package, code / package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(caching, "ROOT", code)
-    caching.module_closure.cache_clear()
-    caching.code_digest.cache_clear()
+    monkeypatch.setattr(keys, "ROOT", code)
+    keys.module_closure.cache_clear()
+    keys.code_digest.cache_clear()
     yield code
-    caching.module_closure.cache_clear()
-    caching.code_digest.cache_clear()
+    keys.module_closure.cache_clear()
+    keys.code_digest.cache_clear()
 
 
 def edit(path: Path) -> None:
     path.write_text(path.read_text() + "\n# edited\n")
-    caching.module_closure.cache_clear()
-    caching.code_digest.cache_clear()
+    keys.module_closure.cache_clear()
+    keys.code_digest.cache_clear()
 
 
 def test_code_edits_recompute_only_the_steps_that_run_that_code(project: Path, code_copy: Path):

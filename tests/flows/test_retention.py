@@ -56,9 +56,10 @@ def test_twelve_nights_then_gc_keeps_three_and_every_kept_version_reproduces(pro
             three = usage(project)
     before = usage(project)
 
-    dry = collect(settings, str(remote), dry_run=True)
+    scope = settings.registered_model, settings.dataset.name, settings.workdir, settings.retention
+    dry = collect(*scope, str(remote), dry_run=True)
     assert usage(project) == before  # a dry run deletes nothing
-    done = collect(settings, str(remote))
+    done = collect(*scope, str(remote))
     after = usage(project)
     print(json.dumps({"after three nights": three, "after twelve": before, "after gc": after,
                       "planned": dry.lines(done=False)}, indent=1))

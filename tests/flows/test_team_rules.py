@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from prefect.workers.process import ProcessWorker
 
-from flows.stack import Stack
-from flows.stack_secrets import Secrets
+from flows.servers.stack import Stack
+from flows.servers.stack_secrets import Secrets
 from flows.worker import ENTRYPOINT, refusal
 
 

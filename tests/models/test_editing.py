@@ -7,6 +7,7 @@ from models.architectures import sd15_pipeline
 from models.classifier import Embedder, build_model, save_checkpoint
 from models.editing import Edit, EditRunner, content_key, edit_seed, edits_from_pairs, read_pairs
 from models.engine import Engine, EngineError
+from models.methods.genie_ada import Ada
 from tests.models.tiny_ldm import NAMES, WORDS
 
 
@@ -66,15 +67,14 @@ def test_sd15_layout_checkpoint_runs_every_method(tmp_path, digits):
     edits = [Edit(str(sources[0]), "0", "1", "genie", 0.8, 1), Edit(str(sources[0]), "0", "0", "img2img", 0.3, 2),
              Edit("", "", "2", "txt2img", None, 3), Edit(str(sources[1]), "0", "2", "genie-ada", None, 4),
              Edit(str(sources[1]), "0", "2", "ada-probe", 0.75, 4)]
-    exact = EditRunner(engine, tmp_path / "exact", prompt, embed=embed, target_means=means, ada_ratios=ratios)
+    exact = EditRunner(engine, tmp_path / "exact", prompt, ada=Ada(ratios, embed, means))
     assert exact.run(edits, progress=False)["generated"] == 5
     ada = exact.manifest().set_index("method").loc["genie-ada"]
     assert ada["ratio"] in (0.75, 1.0) and len(eval(ada["ada_scores"])) == 2
     assert ada["unet_evals"] == (2 + 3 + 4) * 2
     assert exact.manifest().set_index("method").loc["ada-probe", "unet_evals"] == 2 * 2  # 2 guided UNet calls
 
-    fast = EditRunner(engine, tmp_path / "fast", prompt, embed=embed, target_means=means, ada_ratios=ratios,
-                      ada_mode="fast", probe_steps=2)
+    fast = EditRunner(engine, tmp_path / "fast", prompt, ada=Ada(ratios, embed, means, "fast", probe_steps=2))
     assert fast.key(edits[3]) != exact.key(edits[3])
     assert fast.run(edits[3:4], progress=False)["generated"] == 1
     row = fast.manifest().iloc[0]
@@ -83,8 +83,8 @@ def test_sd15_layout_checkpoint_runs_every_method(tmp_path, digits):
     genie = engine.edit([Image.open(sources[1])], [prompt("2")], row["ratio"], [4]).images[0]
     kept = np.asarray(Image.open(tmp_path / "fast" / row["file"]).convert("RGB"), dtype=int)
     assert np.abs(kept - np.asarray(genie, dtype=int)).max() <= 2
-    with pytest.raises(EngineError, match="unknown GeNIe-Ada mode 'slow'"):
-        EditRunner(engine, tmp_path / "x", prompt, ada_mode="slow")
+    with pytest.raises(ValueError, match="unknown GeNIe-Ada mode 'slow'"):
+        Ada(ratios, embed, means, "slow")
 
 
 def test_safety_checker_drops_what_it_blanks(embedded, tmp_path, digits):

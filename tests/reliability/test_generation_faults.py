@@ -95,7 +95,7 @@ def test_a_night_killed_alone_leaves_no_process_behind(project, genie, monkeypat
     """The OOM killer kills one process, not its group: nothing the night started may outlive it."""
     monkeypatch.delenv("PREFECT_API_URL")  # one machine, no servers: Prefect's temporary server is the night's child
     # the Prefect home's first migration, which genie runs before it starts that server, done beforehand
-    subprocess.run([sys.executable, "-c", "from flows.local_server import prepare_database; prepare_database()"],
+    subprocess.run([sys.executable, "-c", "from flows.servers.local_server import prepare_database; prepare_database()"],
                    env=os.environ.copy(), check=True, timeout=600)
     night = genie("run", background=True)
     deadline = time.monotonic() + 120

@@ -19,7 +19,7 @@ from PIL import Image
 from prefect.logging import disable_run_logger
 
 from models.classifier import classify
-from models.config import Settings
+from models.config import PromoteConfig
 from tasks.champion import decision_log, promote_if_better
 from tests.ports import free_port
 
@@ -110,7 +110,8 @@ def test_rollback_then_a_night_keeps_the_demoted_version_down(first_night, genie
     assert again.returncode == 0, again.stderr[-3000:]
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == baseline
     with disable_run_logger():  # even a clear win does not crown it automatically
-        decision = promote_if_better.fn(Settings(), challenger, {"accuracy": 1.0}, baseline, {"accuracy": 0.5})
+        decision = promote_if_better.fn(NAME, "digits", PromoteConfig(), challenger, {"accuracy": 1.0}, baseline,
+                                        {"accuracy": 0.5})
     assert not decision["promoted"] and "was rolled back" in decision["reason"]
 
     assert genie("promote", challenger).returncode == 0  # by hand it can, and the mark goes

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.stack import Stack
+from flows.servers.stack import Stack
 from tests.ports import free_port
 
 

@@ -6,7 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from flows.stack import Stack
+from flows.servers.stack import Stack
 
 GENIE = Path(sys.executable).parent / "genie"
 TINY = ["generator.embedded.vae_steps=4", "generator.embedded.unet_steps=4", "generator.steps=4",

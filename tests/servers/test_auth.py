@@ -13,7 +13,7 @@ import urllib.request
 import psycopg2
 import pytest
 
-from flows.stack import PG_BIN, USER
+from flows.servers.stack import PG_BIN, USER
 from tests.servers.team import finished, genie, night_args, stack_command, summary
 
 pytestmark = [pytest.mark.servers, pytest.mark.faults]

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from models.config import ClassifierConfig
-from tasks.caching import Outputs, digest, module_closure
+from tasks.caching import Outputs
+from tasks.keys import digest, module_closure
 
 
 def test_digest_takes_config_paths_and_plain_values_only():

@@ -4,13 +4,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.logging import disable_run_logger
 
-from models.config import Settings
+from models.config import PromoteConfig
 from tasks import champion as champ
 from tasks.champion import agree, decision_log, promote_by_hand, promote_if_better, rollback, set_champion
 from tasks.registry import CHAMPION, PREVIOUS, alias_version, register_version
 from tasks.tracking import open_run
 
 NAME = "digits-classifier"
+RULES = NAME, "digits", PromoteConfig()  # promote_if_better's model, dataset and gates: the defaults
 
 
 def versions(count: int) -> list[str]:
@@ -54,12 +55,12 @@ def test_a_challenger_compared_with_a_champion_that_has_since_moved_is_not_promo
     set_champion(NAME, one, "first", "")
     set_champion(NAME, two, "promoted by hand", "")  # another writer, after the night compared three with one
     with disable_run_logger():
-        decision = promote_if_better.fn(Settings(), three, {"accuracy": 0.9}, one, {"accuracy": 0.5}, "night-run")
+        decision = promote_if_better.fn(*RULES, three, {"accuracy": 0.9}, one, {"accuracy": 0.5}, "night-run")
     assert not decision["promoted"] and decision["champion"] == one
     assert decision["reason"].startswith(f"the champion moved to version {two} after version {three} was compared")
     assert alias_version(NAME) == two and MlflowClient().get_model_version(NAME, three).tags["promotion"] == "rejected"
     with disable_run_logger():  # compared with the champion as it is now: promoted, and logged with its run
-        decision = promote_if_better.fn(Settings(), three, {"accuracy": 0.9}, two, {"accuracy": 0.5}, "night-run")
+        decision = promote_if_better.fn(*RULES, three, {"accuracy": 0.9}, two, {"accuracy": 0.5}, "night-run")
     assert decision["promoted"] and alias_version(NAME) == three
     assert {k: decision_log(NAME, last=1)[0][k] for k in ("action", "version", "replaced", "run_id")} == {
         "action": "promoted", "version": three, "replaced": two, "run_id": "night-run"}

@@ -12,7 +12,8 @@ NAMES = [f"class number {i:04d}" for i in range(1000)]
 def test_a_run_with_a_thousand_class_names_logs_them_whole(project):
     settings = Settings.model_validate({"generator": {"class_names": {n: n.upper() for n in NAMES}},
                                         "benchmark": {"few_shot": {"base_classes": NAMES}}})
-    run_id = start_pipeline_run(settings, DataVersion("data/digits", "0" * 32, "data.dvc"), "thousand")
+    run_id = start_pipeline_run("digits", DataVersion("data/digits", "0" * 32, "data.dvc"), "thousand", settings.flat(),
+                                settings.model_dump(mode="json"), "test machine")
     params = MlflowClient().get_run(run_id).data.params
     assert set(params) == set(settings.flat())  # over 1,000 params, in batches of at most 100
     assert params["generator.class_names.class number 0999"] == "CLASS NUMBER 0999"

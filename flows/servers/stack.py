@@ -4,7 +4,7 @@ and the tests' fixture use this same code.
 
 Every server asks for a password unless the stack is made --insecure: PostgreSQL (scram-sha-256, a role per use),
 MLflow's basic-auth app (users and roles in its own database), Prefect's server auth string. The passwords are
-generated once into `secrets/` (flows/stack_secrets.py), readable by its owner only."""
+generated once into `secrets/` (flows/servers/stack_secrets.py), readable by its owner only."""
 from __future__ import annotations
 
 import json
@@ -20,15 +20,15 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flows.preflight import unanswered
-from flows.stack_secrets import Secrets
+from flows.servers.members import ensure_roles
+from flows.servers.preflight import unanswered
+from flows.servers.stack_secrets import LOCKER, Secrets
 from models.locks import HOLDERS
 
 PG_BIN = Path(os.environ.get("GENIE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "genie"  # the stack's own PostgreSQL superuser; insecure, every server connects as it
 # database -> the role that owns it (least privilege: each server reaches its own databases only)
 OWNERS = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "prefect": "prefect", "genie": USER}
-LOCKER = "genie_lock"  # the nights' role: advisory locks and the holders table of database genie, nothing else
 
 
 class StackError(RuntimeError):
@@ -264,8 +264,6 @@ class Stack:
                     raise StackError(f"the {name} server did not answer within {timeout:.0f} s; see {self._log(name)}")
                 time.sleep(0.5)
         if self.secure:
-            from flows.members import ensure_roles
-
             ensure_roles(self)
         return self.environment()
 

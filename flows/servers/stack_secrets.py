@@ -16,6 +16,7 @@ GENERATED = ("postgres.genie", "postgres.mlflow", "postgres.prefect", "postgres.
              "mlflow.flask", "prefect")
 MLFLOW_ADMIN = "admin"  # the user MLflow's auth app creates on its first start: the stack's operator
 PREFECT_USER = "genie"  # Prefect's server has one credential, `user:password`
+LOCKER = "genie_lock"  # the nights' role: advisory locks and the holders table of database genie, nothing else
 
 
 def private(path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.stack_secrets import MLFLOW_ADMIN
+from flows.servers.stack_secrets import LOCKER, MLFLOW_ADMIN
 
 ROLES = ("reader", "worker", "admin")
 MLFLOW_PERMISSION = {"reader": "READ", "worker": "EDIT"}  # on experiment "*" and registered_model "*"
@@ -65,8 +65,6 @@ def ensure_roles(stack) -> None:
 def environment(stack, name: str, role: str, password: str) -> dict[str, str]:
     """What a member exports: the MLflow URL and login for all; Prefect's credential and the nights' database
     role only for those who run nights or deployments."""
-    from flows.stack import LOCKER
-
     env = {"MLFLOW_TRACKING_URI": stack.urls()["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_USERNAME": name,
            "MLFLOW_TRACKING_PASSWORD": password, "GENIE_ROLE": role}
     if role != "reader":
