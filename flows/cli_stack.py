@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from flows import members
 from flows.cli_options import errors
+from flows.servers import members
 from flows.servers.stack import Stack
 
 stack = typer.Typer(help="The team's servers without Docker: PostgreSQL from the system's binaries, an MLflow tracking "
