@@ -36,12 +36,12 @@ run: install
 
 # Two workers, one per core, each test file on one worker in order (tests/conftest.py gives each one torch thread
 # and hands out the longest files first). The units and the CLI on the real components, and one whole night
-# (about 5 min on 2 cores); the other tiers: test-nights, test-faults, or all of them as CI runs them: test-all.
+# (about 4 min on 2 cores); the other tiers: test-nights, test-faults, or all of them as CI runs them: test-all.
 test: install browser postgres
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Whole nights end to end on tiny budgets: caching, DVC, Dask, schedules, faults of one machine, benchmarks and
-# report, the team's servers (about 27 min on 2 cores).
+# report, the team's servers (about 24 min on 2 cores).
 test-nights: install browser postgres
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -m nights
 
