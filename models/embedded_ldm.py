@@ -162,13 +162,35 @@ def train_ldm(
 ) -> tuple[StableDiffusionPipeline, dict]:
     """Train on the images at `paths` (resized to image_size x image_size when given); labels index `prompts`.
     VAE first, then UNet + text encoder on the frozen VAE's latents. Images are read per batch, decoded ones
-    kept up to a bound (models.dataset.Decoded), never all at once. `runtime`: threads and kernels to pin; by default the process keeps those its flow pinned."""
+    kept up to a bound (models.dataset.Decoded), never all at once. `runtime`: threads and kernels to pin; by
+    default the process keeps those its flow pinned."""
     rng = pin(recipe.seed, runtime)
     side = image_size or image_batch(paths[:1]).shape[-1]
     vae, unet, text_encoder = build(tokenizer, side)
-    labels = torch.as_tensor(labels)
     start = time.monotonic()
+    vae_mse = train_vae(vae, paths, image_size, recipe, rng, progress)
+    scaling, latents = encoded(vae, paths, side, image_size, recipe)
+    losses = train_unet(unet, text_encoder, tokenizer, prompts, torch.as_tensor(labels), recipe, rng, progress,
+                        latents if latents is not None else
+                        (lambda index: _encode(vae, [paths[j] for j in index.tolist()], side) * scaling))
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DPMSolverMultistepScheduler(**SCHEDULE, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    stats = {
+        "vae_mse": vae_mse, "scaling_factor": scaling, "unet_loss": float(np.mean(losses[-100:])),
+        "train_seconds": time.monotonic() - start,
+        "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in
+                       (("vae", vae), ("unet", unet), ("text_encoder", text_encoder))},
+    }
+    return pipeline, stats
 
+
+def train_vae(vae: AutoencoderKL, paths: list[Path], image_size: int | None, recipe: EmbeddedLdmConfig,
+              rng: torch.Generator, progress: bool) -> float:
+    """The VAE's steps (reconstruction + a light KL), batches of 32 drawn from `rng`; frozen after. Returns its
+    last batch's mse."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.lr)
     batches, load = _batches(len(paths), min(32, len(paths)), rng), Decoded()
     bar = tqdm(range(recipe.vae_steps), desc="embedded LDM: VAE", disable=not progress)
@@ -182,10 +204,15 @@ def train_ldm(
         loss.backward()
         optimizer.step()
         bar.set_postfix(mse=f"{F.mse_loss(recon, batch).item():.4f}")
-    vae_mse = F.mse_loss(recon, batch).item()
     vae.eval().requires_grad_(False)
-    # kept only when the steps draw more images than there are (a short budget encodes per batch); the scaling
-    # sample needs no more images than the steps draw, nor more than SCALING_SAMPLE
+    return F.mse_loss(recon, batch).item()
+
+
+def encoded(vae: AutoencoderKL, paths: list[Path], side: int, image_size: int | None,
+            recipe: EmbeddedLdmConfig) -> tuple[float, torch.Tensor | None]:
+    """The latents' scaling factor (set on the VAE) and every image's scaled latent, or None where the UNet's steps
+    encode their batches as drawn. Kept only when the steps draw more images than there are (a short budget encodes
+    per batch); the scaling sample needs no more images than the steps draw, nor more than SCALING_SAMPLE."""
     draws = recipe.unet_steps * min(recipe.batch_size, len(paths))
     keep, most = draws >= len(paths) and fits(len(paths), side), min(SCALING_SAMPLE, max(256, draws))
     if keep and len(paths) <= most:  # the scaling sample is every image, in order: encoded once for both
@@ -196,7 +223,15 @@ def train_ldm(
         scaling = latent_scaling(vae, paths, image_size, recipe.seed, most)
         latents = kept_latents(vae, paths, side, scaling) if keep else None
     vae.register_to_config(scaling_factor=scaling)
+    return scaling, latents
 
+
+def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: list[str],
+               labels: torch.Tensor, recipe: EmbeddedLdmConfig, rng: torch.Generator, progress: bool,
+               latents) -> list[float]:
+    """The UNet and text encoder together on noised latents (`latents`: kept ones, or a function of the batch's
+    indices that encodes them), a share of prompts left empty for classifier-free guidance, Min-SNR weighted where
+    the recipe says; frozen after. Returns each step's loss."""
     ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     empty = len(prompts)
     scheduler = DDPMScheduler(**SCHEDULE, clip_sample=False)
@@ -204,12 +239,12 @@ def train_ldm(
     optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-2)
     snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
     lr_schedule = _schedule(optimizer, recipe.unet_steps)
-    batches = _batches(len(paths), min(recipe.batch_size, len(paths)), rng)
+    batches = _batches(len(labels), min(recipe.batch_size, len(labels)), rng)
     losses = []
     bar = tqdm(range(recipe.unet_steps), desc="embedded LDM: UNet", disable=not progress)
     for _ in bar:
         index = next(batches)
-        z0 = latents[index] if latents is not None else _encode(vae, [paths[j] for j in index.tolist()], side) * scaling
+        z0 = latents[index] if isinstance(latents, torch.Tensor) else latents(index)
         y = labels[index]
         y = torch.where(torch.rand(len(y), generator=rng) < recipe.empty_prompt, empty, y)
         noise = torch.randn(z0.shape, generator=rng)
@@ -227,18 +262,7 @@ def train_ldm(
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     unet.eval().requires_grad_(False)
     text_encoder.eval().requires_grad_(False)
-    pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DPMSolverMultistepScheduler(**SCHEDULE, steps_offset=1),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    stats = {
-        "vae_mse": vae_mse, "scaling_factor": scaling, "unet_loss": float(np.mean(losses[-100:])),
-        "train_seconds": time.monotonic() - start,
-        "parameters": {name: sum(p.numel() for p in m.parameters()) for name, m in
-                       (("vae", vae), ("unet", unet), ("text_encoder", text_encoder))},
-    }
-    return pipeline, stats
+    return losses
 
 
 def save_ldm(pipeline: StableDiffusionPipeline, folder: Path, card: dict, tokenizer_files: Path) -> None:
