@@ -157,7 +157,7 @@ class Night:
     step_log: StepLog
     baseline: Outputs | None = None
     base_version: str = ""
-    real: dict = field(default_factory=dict)  # the real images, as the registered versions' MLflow inputs
+    inputs: dict = field(default_factory=dict)  # what the registered versions learnt from, as MLflow inputs
     champion: Outputs | None = None
     selection: Outputs | None = None
     generated: list = field(default_factory=list)
@@ -168,8 +168,9 @@ class Night:
 def nightly(settings: Settings, data: DataVersion, split: Outputs, run_id: str, step_log: StepLog, last: int) -> dict:
     """The stages after train-generator, in order, until the one `last` names; each adds to the night's summary."""
     night, summary = Night(settings, data, split, run_id, step_log), {}
-    for stage in (baseline_stage, select_stage, generate_stage, finetune_stage, evaluate_stage):
-        if last < STAGES.index(stage.__name__.removesuffix("_stage")):
+    for name, stage in (("baseline", baseline_stage), ("select", select_stage), ("generate", generate_stage),
+                        ("finetune", finetune_stage), ("evaluate", evaluate_stage)):
+        if last < STAGES.index(name):
             break
         summary |= stage(night)
     return summary
@@ -182,9 +183,9 @@ def baseline_stage(night: Night) -> dict:
     test = evaluate(settings, night.baseline, split, night.step_log, "evaluate-baseline",
                     settings.workdir / "baseline" / "evaluation")
     log_evaluation(night.run_id, test, "baseline.test", "baseline")
-    night.real = {settings.dataset.name: (read_manifest(split["manifest"]), night.data.path, night.data.md5)}
+    night.inputs = {settings.dataset.name: (read_manifest(split["manifest"]), night.data.path, night.data.md5)}
     night.base_version = register_classifier(night.run_id, *classifier_names(settings), night.data, night.baseline,
-                                             test, "baseline", inputs=night.real)["version"]
+                                             test, "baseline", inputs=night.inputs)["version"]
     return {"baseline_version": night.base_version, "baseline_test_accuracy": test.info["metrics"]["accuracy"],
             "champion": crown_first(settings.registered_model, night.base_version)}
 
@@ -224,7 +225,7 @@ def generate_stage(night: Night) -> dict:
     night.generated = generated
     night.generated_lineage = {"generated_md5": generated_md5, "generated_dvc_md5": folder_md5,
                                "generated_dvc_file": pointer.as_posix()}
-    night.real = night.real | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)}
+    night.inputs = night.inputs | {"generated": (used, (workdir / "generated").as_posix(), generated_md5)}
     return night.generated_lineage | {"generated": totals}
 
 
@@ -243,7 +244,7 @@ def evaluate_stage(night: Night) -> dict:
                                settings.workdir / "finetuned" / "evaluation")
     log_evaluation(run_id, challenger_test, "challenger.test", "challenger")
     version = register_classifier(run_id, *classifier_names(settings), night.data, night.challenger, challenger_test,
-                                  "finetuned", lineage(night), inputs=night.real)["version"]
+                                  "finetuned", lineage(night), inputs=night.inputs)["version"]
     if champion.info["classes"] != split.info["classes"]:  # the champion cannot be scored: the team's rule decides
         return new_classes(settings, version, challenger_test, champion, split, run_id)
     if version == champion.info["version"]:  # last night's challenger, already promoted

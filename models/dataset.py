@@ -63,7 +63,6 @@ def load_rgb(path: Path | str) -> Image.Image:
         return image.convert("RGB")
 
 
-
 DECODED_BUDGET = 32 << 20  # bytes of decoded images one training keeps (32 px RGB: ~8k images); the rest is re-read
 
 
@@ -84,6 +83,7 @@ class Decoded:
             if size <= self.left:
                 self.kept[path], self.left = image, self.left - size
         return image
+
 
 @dataclass
 class Scan:

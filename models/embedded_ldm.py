@@ -7,6 +7,7 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -169,10 +170,9 @@ def train_ldm(
     vae, unet, text_encoder = build(tokenizer, side)
     start = time.monotonic()
     vae_mse = train_vae(vae, paths, image_size, recipe, rng, progress)
-    scaling, latents = encoded(vae, paths, side, image_size, recipe)
+    scaling, latents_of = encoded(vae, paths, side, image_size, recipe)
     losses = train_unet(unet, text_encoder, tokenizer, prompts, torch.as_tensor(labels), recipe, rng, progress,
-                        latents if latents is not None else
-                        (lambda index: _encode(vae, [paths[j] for j in index.tolist()], side) * scaling))
+                        latents_of)
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
         scheduler=DPMSolverMultistepScheduler(**SCHEDULE, steps_offset=1),
@@ -209,10 +209,11 @@ def train_vae(vae: AutoencoderKL, paths: list[Path], image_size: int | None, rec
 
 
 def encoded(vae: AutoencoderKL, paths: list[Path], side: int, image_size: int | None,
-            recipe: EmbeddedLdmConfig) -> tuple[float, torch.Tensor | None]:
-    """The latents' scaling factor (set on the VAE) and every image's scaled latent, or None where the UNet's steps
-    encode their batches as drawn. Kept only when the steps draw more images than there are (a short budget encodes
-    per batch); the scaling sample needs no more images than the steps draw, nor more than SCALING_SAMPLE."""
+            recipe: EmbeddedLdmConfig) -> tuple[float, Callable[[torch.Tensor], torch.Tensor]]:
+    """The latents' scaling factor (set on the VAE) and the scaled latents of a batch's indices: every image's
+    encoded once and kept, or each batch encoded as drawn. Kept only when the steps draw more images than there are
+    (a short budget encodes per batch); the scaling sample needs no more images than the steps draw, nor more than
+    SCALING_SAMPLE."""
     draws = recipe.unet_steps * min(recipe.batch_size, len(paths))
     keep, most = draws >= len(paths) and fits(len(paths), side), min(SCALING_SAMPLE, max(256, draws))
     if keep and len(paths) <= most:  # the scaling sample is every image, in order: encoded once for both
@@ -223,14 +224,15 @@ def encoded(vae: AutoencoderKL, paths: list[Path], side: int, image_size: int | 
         scaling = latent_scaling(vae, paths, image_size, recipe.seed, most)
         latents = kept_latents(vae, paths, side, scaling) if keep else None
     vae.register_to_config(scaling_factor=scaling)
-    return scaling, latents
+    if latents is not None:
+        return scaling, latents.__getitem__
+    return scaling, lambda index: _encode(vae, [paths[j] for j in index.tolist()], side) * scaling
 
 
 def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: list[str],
                labels: torch.Tensor, recipe: EmbeddedLdmConfig, rng: torch.Generator, progress: bool,
-               latents) -> list[float]:
-    """The UNet and text encoder together on noised latents (`latents`: kept ones, or a function of the batch's
-    indices that encodes them), a share of prompts left empty for classifier-free guidance, Min-SNR weighted where
+               latents_of: Callable[[torch.Tensor], torch.Tensor]) -> list[float]:
+    """The UNet and text encoder together on noised latents (`latents_of` a batch's indices), a share of prompts left empty for classifier-free guidance, Min-SNR weighted where
     the recipe says; frozen after. Returns each step's loss."""
     ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     empty = len(prompts)
@@ -244,7 +246,7 @@ def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenize
     bar = tqdm(range(recipe.unet_steps), desc="embedded LDM: UNet", disable=not progress)
     for _ in bar:
         index = next(batches)
-        z0 = latents[index] if isinstance(latents, torch.Tensor) else latents(index)
+        z0 = latents_of(index)
         y = labels[index]
         y = torch.where(torch.rand(len(y), generator=rng) < recipe.empty_prompt, empty, y)
         noise = torch.randn(z0.shape, generator=rng)
