@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from flows.servers.preflight import refusal
-from models.config import ConfigError, Settings, load_settings
+from models.config import ConfigError, Settings
+from models.params import load_settings
 
 Params = Annotated[Path, typer.Option("--params", "-p", help="the configuration file")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="stop at once if another run holds the dataset's work folder")]

@@ -323,7 +323,7 @@ def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = Non
     starts each run in a folder of its own: GENIE_PROJECT on the worker names the project folder to run in."""
     from flows.runner import with_runner
     from flows.servers.preflight import check_servers
-    from models.config import load_settings
+    from models.params import load_settings
 
     if os.environ.get("GENIE_PROJECT"):
         os.chdir(os.environ["GENIE_PROJECT"])

@@ -1,22 +1,11 @@
-"""The one configuration: params.yaml, validated by pydantic, with command-line overrides."""
+"""The one configuration's schema: params.yaml's sections, validated by pydantic (read by models.params)."""
 from __future__ import annotations
 
-import importlib
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -181,7 +170,7 @@ class GenieConfig(Strict):
     noise_ratio: float = Field(0.8, gt=0, le=1, description="r of the `genie` method")
     ada_ratios: tuple[float, ...] = Field((0.5, 0.6, 0.7, 0.8, 0.9), min_length=2, description="GeNIe-Ada candidates")
     img2img_ratios: tuple[float, ...] = Field((0.3, 0.7), min_length=1)
-    ada_mode: Literal["fast", "exact"] = Field(
+    ada_mode: str = Field(
         "fast", description="GeNIe-Ada: fast picks r* from short probes of every candidate and denoises only r* "
         "(1.8x GeNIe's UNet evaluations); exact denoises every candidate in full (4.3x). `genie benchmark ada` "
         "measures both on the trade-off Ada is for (docs/ada.md)")
@@ -197,32 +186,6 @@ class GenieConfig(Strict):
         return self
 
 
-def method_registry():
-    """The generation methods' registry (models.methods), imported by name: the configuration only checks names
-    against it, so the steps' code digests, which follow imports, do not change when a method's module does."""
-    return importlib.import_module("models.methods")
-
-
-def _method(name: str) -> str:
-    method_registry().get(name)  # an unknown or internal one: the error names the valid methods
-    return name
-
-
-Method = Annotated[str, AfterValidator(_method)]
-
-
-def few_shot_variants() -> tuple[str, ...]:
-    """What the few-shot benchmark can run: no extra image, augmented views, every method, fast Ada."""
-    return ("none", "traditional", *method_registry().names(), "genie-ada-fast")
-
-
-def known_variants(value: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [v for v in value if v not in known]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r} (choose from {', '.join(known)})")
-    return value
-
-
 class SelectConfig(Strict):
     """Which hard negatives the nightly run makes, from the champion's confusion on val."""
 
@@ -230,7 +193,7 @@ class SelectConfig(Strict):
     n_weakest: int = Field(3, ge=1)
     k_confused: int = Field(2, ge=1, description="source classes per target: the k it is most confused with")
     per_target: int = Field(20, ge=1, description="hard negatives per target class")
-    method: Method = Field("genie-ada", description="a generation method (models.methods)")
+    method: str = Field("genie-ada", description="a generation method (models.methods)")
     shard_size: int = Field(64, ge=1, description="edits per generation task")
     by_context: bool = Field(False, description="where the data records contexts: each target's sources come first "
                              "from the contexts where the champion recognises that target least on val")
@@ -286,15 +249,9 @@ class FewShotBenchmarkConfig(Strict):
     episodes: int = Field(100, ge=1)
     queries: int = Field(15, ge=1, description="query images per class and episode")
     seed: int = 0
-    methods: tuple[str, ...] = Field(
-        default_factory=few_shot_variants,
-        description="none (the support images only), traditional (augmented views), any generation method, "
-        "genie-ada-fast (GeNIe-Ada chosen from probes); default: all of them")
-
-    @field_validator("methods")
-    @classmethod
-    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return known_variants(value, few_shot_variants())
+    methods: tuple[str, ...] | None = Field(
+        None, description="none (the support images only), traditional (augmented views), any generation method, "
+        "genie-ada-fast (GeNIe-Ada chosen from probes); empty: all of them (filled in as params.yaml is read)")
 
 
 class LongTailBenchmarkConfig(Strict):
@@ -303,16 +260,9 @@ class LongTailBenchmarkConfig(Strict):
     imbalance_ratio: float = Field(50, ge=1)
     per_target: int = Field(40, ge=1, description="generated images per tail class, the same for every method")
     sweep: bool = Field(False, description="GeNIe at every GeNIe-Ada candidate r, not only genie.noise_ratio")
-    methods: tuple[str, ...] = Field(
-        default_factory=lambda: ("real", *method_registry().names(), "genie-ada+filter"),
-        description="real (no generated images), any generation method, <method>+filter (its images the real-data "
-        "judge calls the label); default: all of them and genie-ada+filter")
-
-    @field_validator("methods")
-    @classmethod
-    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        names = method_registry().names()
-        return known_variants(value, ("real", *names, *(f"{m}+filter" for m in names)))
+    methods: tuple[str, ...] | None = Field(
+        None, description="real (no generated images), any generation method, <method>+filter (its images the "
+        "real-data judge calls the label); empty: all of them and genie-ada+filter (filled in as params.yaml is read)")
 
 
 class AdaBenchmarkConfig(Strict):
@@ -339,8 +289,8 @@ class BenchmarkConfig(Strict):
         (0, 1, 2), min_length=1, description="independent replicates: each seed trains its own embedded generator "
         "(on the whole train split), few-shot extractor and judge, and draws its own long-tailed subsample and "
         "classifiers; verdicts rest on the interval across seeds")
-    few_shot: FewShotBenchmarkConfig = Field(default_factory=FewShotBenchmarkConfig)  # built when read: its methods are those registered then
-    long_tail: LongTailBenchmarkConfig = Field(default_factory=LongTailBenchmarkConfig)
+    few_shot: FewShotBenchmarkConfig = FewShotBenchmarkConfig()
+    long_tail: LongTailBenchmarkConfig = LongTailBenchmarkConfig()
     ada: AdaBenchmarkConfig = AdaBenchmarkConfig()
     adapt: AdaptBenchmarkConfig = AdaptBenchmarkConfig()
     filter_threshold: float = Field(0.5, ge=0, lt=1, description="label-consistency filter: keep an edit when the "
@@ -399,7 +349,7 @@ class Settings(Strict):
     retention: RetentionConfig = RetentionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     dvc: DvcConfig = DvcConfig()
-    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    benchmark: BenchmarkConfig = BenchmarkConfig()
     paths: PathsConfig = PathsConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
@@ -458,68 +408,3 @@ class Settings(Strict):
 
         walk("", self.model_dump(mode="json"))
         return out
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`classifier.epochs=3` -> (['classifier', 'epochs'], 3); the value is read as YAML."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. classifier.epochs=3")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({err.problem})") from None
-    return key.strip().split("."), value
-
-
-PRESETS: dict[str, dict[str, Any]] = {  # `dataset: NAME` (or --set dataset=NAME): an embedded dataset's settings
-    "digits": {"dataset": {"name": "digits", "path": "data/digits"}},
-    # shapes whose train split stands on "their" backgrounds: balanced classes, so the benchmark's "tail" is every class
-    "scenes": {"dataset": {"name": "scenes", "path": "data/scenes", "long_tail": {"imbalance_ratio": None}},
-               "benchmark.long_tail.imbalance_ratio": 1, "benchmark.long_tail.sweep": True},
-}
-
-
-def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    if keys == ["dataset"] and isinstance(value, str):
-        if value not in PRESETS:
-            raise ConfigError(f"dataset: {value!r} is not an embedded dataset ({', '.join(PRESETS)}); "
-                              "give a section for your own")
-        for key, setting in PRESETS[value].items():
-            apply_override(data, key.split("."), setting)
-        return
-    node = data
-    for i, key in enumerate(keys[:-1]):
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def load_settings(path: Path | str = "params.yaml", overrides: list[str] = ()) -> Settings:
-    """Read params.yaml (defaults if absent), apply `KEY=VALUE` overrides, validate."""
-    path = Path(path)
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        if isinstance(data.get("dataset"), str):
-            apply_override(data, ["dataset"], data["dataset"])
-    for text in overrides:
-        apply_override(data, *parse_override(text))
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        reason = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key"
-        elif "input" in first and not isinstance(first["input"], dict):
-            reason += f" (got {first['input']!r})"
-        raise ConfigError(f"{path}: {key}: {reason}") from None

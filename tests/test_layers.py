@@ -86,3 +86,9 @@ def test_each_layer_imports_only_below_it():
     upward = sorted((a, b) for a, targets in GRAPH.items() for b in targets
                     if layer(b) > layer(a) and not (a.startswith("models.methods.") and b == "models.methods"))
     assert upward == []
+
+
+def test_the_configuration_schema_is_a_leaf():
+    """models.config imports nothing of the project: every step reads it, so its code digest stays that of the schema
+    (the method names are checked as params.yaml is read, by models.params)."""
+    assert GRAPH["models.config"] == set() and "models.methods" in GRAPH["models.params"]

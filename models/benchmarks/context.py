@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.benchmarks.long_tail import paired_gap
+from models.benchmarks.episodes import comparisons
+from models.benchmarks.long_tail import BASELINE, paired_gap
 from models.benchmarks.results import Gap, across_ci, mean_pm, verdict
 from models.context import ContextReader
 
@@ -85,15 +86,11 @@ def context_grids(judged: pd.DataFrame, ratio: float) -> list[dict]:
 
 
 def compared(table: pd.DataFrame, noise_ratio: float) -> list[tuple[str, str]]:
-    """The pairs the benchmark answers for: GeNIe (at the configured r, and at the r with the best worst-group
-    accuracy, else the best average: an optimistic pick on the test images) and GeNIe-Ada against Txt2Img, and
-    GeNIe-Ada against GeNIe; those that ran."""
+    """The pairs the report compares (episodes.comparisons), GeNIe at the r with the best worst-group accuracy (else
+    the best average: an optimistic pick on the test images) and at the configured r."""
     by = "accuracy.worst_group.mean" if "accuracy.worst_group.mean" in table else "accuracy.mean"
     means = table.set_index("variant")[by]
-    swept = [v for v in means.index if v.startswith("genie r=")]
-    genie = list(dict.fromkeys([f"genie r={noise_ratio}", *([max(swept, key=means.get)] if swept else [])]))
-    pairs = [(a, "txt2img") for a in [*genie, "genie-ada"]] + [("genie-ada", g) for g in genie]
-    return [(a, b) for a, b in pairs if a in means and b in means]
+    return comparisons([v for v in means.index if v != BASELINE], means, keep=(f"genie r={noise_ratio}",))
 
 
 def said_verdicts(table: pd.DataFrame, predictions: pd.DataFrame, noise_ratio: float) -> list[str]:

@@ -67,6 +67,27 @@ def variants(names: tuple[str, ...], genie: GenieConfig, sweep: bool = False) ->
     return out
 
 
+def comparisons(labels: list[str], means: pd.Series | None = None, keep: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The pairs every verdict compares, from the variants that ran: each hard negative (GeNIe-Ada, GeNIe at its best
+    r by `means` and at the r values in `keep`, else every r) against each simpler alternative; GeNIe-Ada against
+    GeNIe; each alternative against no extra image; each mode or filter of a method against the method as configured."""
+    variants = {label: Variant.of_label(label) for label in labels}
+    plain = [a for a, v in variants.items() if v.mode is None and not v.filter]
+    hard = [a for a in plain if variants[a].hard_negative]
+    swept = [a for a in hard if variants[a].ratio is not None]
+    if means is not None and len(swept) > 1:  # the sweep's best r stands for GeNIe
+        best = max(swept, key=lambda a: means.get(a, float("-inf")))
+        hard = [a for a in hard if a not in swept] + list(dict.fromkeys([*(a for a in keep if a in swept), best]))
+    simpler = [b for b in plain if b not in hard and b not in swept]
+    nothing = [b for b in simpler if not variants[b].generates]
+    pairs = [(a, b) for a in hard for b in simpler]
+    pairs += [(a, b) for a in hard for b in hard if a != b and variants[a].ratio is None and variants[b].ratio is not None]
+    pairs += [(a, b) for a in simpler if variants[a].generates for b in nothing[:1]]
+    pairs += [(a, b) for a, v in variants.items() if v.mode or v.filter
+              for b in plain if variants[b].method == v.method and variants[b].ratio == v.ratio]
+    return pairs
+
+
 @dataclass(frozen=True)
 class Episode:
     shots: int

@@ -12,7 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from models.benchmarks.ada import ada_agreement
 from models.benchmarks.context import compared, seed_groups, worst_group_gap
-from models.benchmarks.episodes import Variant
+from models.benchmarks.episodes import Variant, comparisons
 from models.benchmarks.few_shot import paired
 from models.benchmarks.long_tail import BASELINE, paired_gap
 from models.benchmarks.results import Gap, across_ci, half, mean_pm, table, verdict
@@ -76,26 +76,6 @@ def few_shot_context(r: dict) -> dict:
             f | {"source_uri": image_uri(f["source"]), "image_uri": image_uri(f["image"])}
             for f in facts.get("failures", [])],
     }
-
-
-def comparisons(labels: list[str], means: pd.Series | None = None) -> list[tuple[str, str]]:
-    """The pairs the verdicts compare, from the variants that ran: each hard negative (GeNIe-Ada, GeNIe at its best
-    r by `means`, else every r) against each simpler alternative; GeNIe-Ada against GeNIe; each alternative against
-    no extra image; each mode or filter of a method against the method as configured."""
-    variants = {label: Variant.of_label(label) for label in labels}
-    plain = [a for a, v in variants.items() if v.mode is None and not v.filter]
-    hard = [a for a in plain if variants[a].hard_negative]
-    swept = [a for a in hard if variants[a].ratio is not None]
-    if means is not None and len(swept) > 1:  # the sweep's best r stands for GeNIe
-        hard = [a for a in hard if a not in swept] + [max(swept, key=lambda a: means.get(a, float("-inf")))]
-    simpler = [b for b in plain if b not in hard and b not in swept]
-    nothing = [b for b in simpler if not variants[b].generates]
-    pairs = [(a, b) for a in hard for b in simpler]
-    pairs += [(a, b) for a in hard for b in hard if a != b and variants[a].ratio is None and variants[b].ratio is not None]
-    pairs += [(a, b) for a in simpler if variants[a].generates for b in nothing[:1]]
-    pairs += [(a, b) for a, v in variants.items() if v.mode or v.filter
-              for b in plain if variants[b].method == v.method and variants[b].ratio == v.ratio]
-    return pairs
 
 
 def r_plot(scores: pd.DataFrame, facts: dict) -> str:

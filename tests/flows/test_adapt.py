@@ -43,8 +43,8 @@ def test_a_held_out_class_is_taught_back_to_the_generator(project):
 def test_adapt_none_loads_no_adapter_left_by_an_earlier_run(tmp_path):
     from flows.stages import current_adapters
     from models.adapters import CARD
-    from models.config import load_settings
     from models.digests import model_identity
+    from models.params import load_settings
 
     generator = tmp_path / "generator"
     generator.mkdir()

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from models.benchmarks.episodes import variants
-from models.config import GenieConfig, Settings
+from models.config import GenieConfig
+from models.params import few_shot_variants
 
 pytestmark = pytest.mark.nights  # a whole night or more: make test-nights
 
@@ -37,7 +38,7 @@ def test_benchmarks_then_a_report_that_renders_with_its_images(project):
     facts = json.loads((out / "results.json").read_text())
     table, episodes = pd.read_csv(out / "table.csv"), pd.read_csv(out / "episodes.csv")
     assert facts["base_classes"] == list("01234") and facts["novel_classes"] == list("56789")
-    plan = variants(Settings().benchmark.few_shot.methods, GenieConfig(), sweep=True)  # every registered method
+    plan = variants(few_shot_variants(), GenieConfig(), sweep=True)  # every registered method
     assert facts["variants"] == [v.label for v in plan] and len(table) == 2 * len(plan) and set(table["episodes"]) == {4}
     # two independent replicates: each generator seed trained its own generator; the night's is left alone
     assert facts["generator_seeds"] == [0, 1] and len(set(facts["generators"].values())) == 2

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from flows.pipeline import STAGE_PARAMS, STAGE_TASKS, STAGES, genie_run
-from models.config import Settings, load_settings
+from models.config import Settings
+from models.params import load_settings
 from tasks.keys import module_closure
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,7 @@
 """A benchmark replicate's settings: its own folder and seeds, the night's settings otherwise."""
 from flows.replicates import long_tail_settings, replicate
-from models.config import Settings, load_settings
+from models.config import Settings
+from models.params import load_settings
 
 
 def test_a_replicate_uses_the_whole_train_split_and_its_own_seeds_even_when_the_night_is_long_tailed():

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from models.config import load_settings
+from models.params import load_settings
 from tests.ports import free_port
 
 pytestmark = pytest.mark.nights  # a whole night or more: make test-nights

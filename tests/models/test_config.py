@@ -1,11 +1,12 @@
 import pytest
 
 from models import methods
-from models.config import ConfigError, GenieConfig, Settings, load_settings
+from models.config import ConfigError, GenieConfig, Settings
+from models.params import load_settings, with_methods
 
 
 def test_defaults_and_params_yaml_are_valid(tmp_path):
-    assert load_settings(tmp_path / "absent.yaml") == Settings()
+    assert load_settings(tmp_path / "absent.yaml") == with_methods(Settings())  # the schema's defaults, lists filled
     settings = load_settings("params.yaml")
     assert settings.dataset.name == "digits"
     assert settings.registered_model == "digits-classifier"
@@ -28,6 +29,10 @@ def test_overrides_are_read_as_yaml(tmp_path):
         (["epochs"], "expected KEY=VALUE"),
         (["classifier.model.name=x"], "classifier.model: Input should be a valid string"),
         (["classifier.epochs=3", "classifier.epochs.x=1"], "classifier.epochs is not a section"),
+        (["select.method=magic"], "select.method: unknown method 'magic' (choose from img2img, txt2img,"),
+        (["genie.ada_mode=slow"], "genie.ada_mode: unknown mode 'slow' (choose from fast, exact)"),
+        (["benchmark.few_shot.methods=[none, ada-probe]"], "benchmark.few_shot.methods: unknown method 'ada-probe'"),
+        (["benchmark.long_tail.methods=[real, none]"], "benchmark.long_tail.methods: unknown method 'none'"),
     ],
 )
 def test_bad_overrides_name_the_key(tmp_path, override, message):

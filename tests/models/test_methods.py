@@ -3,8 +3,9 @@ import pytest
 
 from models import methods
 from models.benchmarks.episodes import Variant, variants
-from models.config import GenieConfig, load_settings
+from models.config import GenieConfig
 from models.editing import Edit
+from models.params import load_settings
 
 BUILT_IN = ["img2img", "txt2img", "genie", "genie-ada"]
 

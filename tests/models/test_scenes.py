@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from models.benchmarks.context import context_kept, context_reader, context_table, worst_group_gap
-from models.config import ConfigError, DatasetConfig, load_settings
+from models.config import ConfigError, DatasetConfig
 from models.dataset import DatasetError, read_metadata, scan_imagefolder, split_images
 from models.evaluation import group_metrics, group_table
+from models.params import load_settings
 from models.scenes import BACKGROUNDS, CORRELATION, COUNTS, SHAPES, export_scenes
 
 

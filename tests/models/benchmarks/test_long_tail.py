@@ -61,3 +61,19 @@ def test_a_filtered_variant_keeps_only_what_the_judge_finds_consistent():
     assert kept_images(verdicts, Variant("genie", 0.8), 0.5).equals(verdicts)
     assert list(kept_images(verdicts, Variant("genie", 0.8, filter=True), 0.5)["image"]) == ["a", "c"]
     assert kept_images(verdicts.iloc[:0], Variant("genie", 0.8, filter=True), 0.5).empty
+
+
+def test_the_context_verdicts_follow_the_reports_one_rule_with_the_configured_r_kept():
+    from models.benchmarks.context import compared
+    from models.benchmarks.episodes import comparisons
+
+    labels = ["baseline (no fine-tuning)", "real", "img2img r=0.3", "txt2img", *(f"genie r={r}" for r in (0.5, 0.6, 0.8)),
+              "genie-ada", "genie-ada+filter"]
+    worst = [0.06, 0.06, 0.10, 0.10, 0.10, 0.133, 0.06, 0.073, 0.087]
+    table = pd.DataFrame({"variant": labels, "accuracy.worst_group.mean": worst, "accuracy.mean": 0.7})
+    pairs = compared(table, 0.8)
+    for pair in [("genie r=0.8", "txt2img"), ("genie r=0.6", "txt2img"), ("genie-ada", "txt2img"),
+                 ("genie-ada", "genie r=0.8"), ("genie-ada", "genie r=0.6"), ("genie-ada+filter", "genie-ada")]:
+        assert pair in pairs  # the docs' five (docs/context.md), and the filter against its method
+    assert not {a for a, _ in pairs} & {"genie r=0.5", "baseline (no fine-tuning)"}
+    assert set(pairs) <= set(comparisons(labels[1:]))  # the report's pairs, the sweep narrowed to the two r
