@@ -126,7 +126,7 @@ def fits(count: int, image_size: int) -> bool:
 
 
 def _optimizer(params, lr: float, **kwargs) -> torch.optim.AdamW:
-    """AdamW in one fused kernel: the embedded model's ~200 small tensors cost a loop of small ops each step."""
+    """AdamW in one fused kernel: the embedded model's hundreds of small tensors cost a loop of small ops a step."""
     return torch.optim.AdamW(params, lr=lr, fused=True, **kwargs)
 
 
