@@ -6,6 +6,7 @@ import json
 import math
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from diffusers.models.attention_processor import AttnProcessor
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -130,11 +131,17 @@ def _optimizer(params, lr: float, **kwargs) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, fused=True, **kwargs)
 
 
-def _training_attention(model, on: bool) -> None:
-    """The classic attention (batched matmuls) while training on a CPU, where the fused attention kernel costs twice
-    as much at the latents' 16-64 positions; the fused one again for sampling."""
+@contextmanager
+def classic_attention_on_cpu(model):
+    """The classic attention (batched matmuls) while a model trains on a CPU, where the fused attention kernel costs
+    twice as much at the latents' 16-64 positions; the model's own processors back after."""
+    own = model.attn_processors
     if next(model.parameters()).device.type == "cpu":
-        model.set_attn_processor(AttnProcessor() if on else AttnProcessor2_0())
+        model.set_attn_processor(AttnProcessor())
+    try:
+        yield
+    finally:
+        model.set_attn_processor(own)
 
 
 def _schedule(optimizer, steps: int, warmup: int = 100):
@@ -182,10 +189,12 @@ def train_ldm(
     side = image_size or image_batch(paths[:1]).shape[-1]
     vae, unet, text_encoder = build(tokenizer, side)
     start = time.monotonic()
-    vae_mse = train_vae(vae, paths, image_size, recipe, rng, progress)
+    with classic_attention_on_cpu(vae):
+        vae_mse = train_vae(vae, paths, image_size, recipe, rng, progress)
     scaling, latents_of = encoded(vae, paths, side, image_size, recipe)
-    losses = train_unet(unet, text_encoder, tokenizer, prompts, torch.as_tensor(labels), recipe, rng, progress,
-                        latents_of)
+    with classic_attention_on_cpu(unet):
+        losses = train_unet(unet, text_encoder, tokenizer, prompts, torch.as_tensor(labels), recipe, rng, progress,
+                            latents_of)
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
         scheduler=DPMSolverMultistepScheduler(**SCHEDULE, steps_offset=1),
@@ -205,7 +214,6 @@ def train_vae(vae: AutoencoderKL, paths: list[Path], image_size: int | None, rec
     """The VAE's steps (reconstruction + a light KL), batches of 32 drawn from `rng`; frozen after. Returns its
     last batch's mse."""
     optimizer = _optimizer(vae.parameters(), recipe.lr)
-    _training_attention(vae, True)
     batches, load = _batches(len(paths), min(32, len(paths)), rng), Decoded()
     bar = tqdm(range(recipe.vae_steps), desc="embedded LDM: VAE", disable=not progress)
     for _ in bar:
@@ -218,7 +226,6 @@ def train_vae(vae: AutoencoderKL, paths: list[Path], image_size: int | None, rec
         loss.backward()
         optimizer.step()
         bar.set_postfix(mse=f"{F.mse_loss(recon, batch).item():.4f}")
-    _training_attention(vae, False)
     vae.eval().requires_grad_(False)
     return F.mse_loss(recon, batch).item()
 
@@ -247,14 +254,14 @@ def encoded(vae: AutoencoderKL, paths: list[Path], side: int, image_size: int | 
 def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: list[str],
                labels: torch.Tensor, recipe: EmbeddedLdmConfig, rng: torch.Generator, progress: bool,
                latents_of: Callable[[torch.Tensor], torch.Tensor]) -> list[float]:
-    """The UNet and text encoder together on noised latents (`latents_of` a batch's indices), a share of prompts left empty for classifier-free guidance, Min-SNR weighted where
-    the recipe says; frozen after. Returns each step's loss."""
+    """The UNet and text encoder together on noised latents (`latents_of` a batch's indices), a share of prompts left
+    empty for classifier-free guidance, Min-SNR weighted where the recipe says; frozen after. Returns each step's
+    loss."""
     ids = tokenizer(prompts + [""], padding="max_length", max_length=MAX_TOKENS, return_tensors="pt").input_ids
     empty = len(prompts)
     scheduler = DDPMScheduler(**SCHEDULE, clip_sample=False)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = _optimizer(params, recipe.lr, weight_decay=1e-2)
-    _training_attention(unet, True)
     snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
     lr_schedule = _schedule(optimizer, recipe.unet_steps)
     batches = _batches(len(labels), min(recipe.batch_size, len(labels)), rng)
@@ -279,7 +286,6 @@ def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenize
         lr_schedule.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    _training_attention(unet, False)
     unet.eval().requires_grad_(False)
     text_encoder.eval().requires_grad_(False)
     return losses

@@ -89,11 +89,10 @@ def long_tail_variants() -> tuple[str, ...]:
     return ("real", *methods.names(), *(f"{m}+filter" for m in methods.names()))
 
 
-def _known(path: Path, key: str, names: tuple[str, ...], known: tuple[str, ...]) -> tuple[str, ...]:
+def _known(path: Path, key: str, names: tuple[str, ...], known: tuple[str, ...], what: str = "method") -> tuple[str, ...]:
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ConfigError(f"{path}: {key}: unknown {'mode' if key.endswith('mode') else 'method'} {unknown[0]!r} "
-                          f"(choose from {', '.join(known)})")
+        raise ConfigError(f"{path}: {key}: unknown {what} {unknown[0]!r} (choose from {', '.join(known)})")
     return names
 
 
@@ -102,7 +101,7 @@ def with_methods(settings: Settings, path: Path | str = "params.yaml") -> Settin
     filled with every variant registered now."""
     path = Path(path)
     _known(path, "select.method", (settings.select.method,), tuple(methods.names()))
-    _known(path, "genie.ada_mode", (settings.genie.ada_mode,), MODES)
+    _known(path, "genie.ada_mode", (settings.genie.ada_mode,), MODES, "mode")
     few_shot, long_tail = settings.benchmark.few_shot, settings.benchmark.long_tail
     few_shot = few_shot.model_copy(update={"methods": _known(
         path, "benchmark.few_shot.methods", few_shot.methods or few_shot_variants(), few_shot_variants())})

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.benchmarks.episodes import comparisons
+from models.benchmarks.episodes import Variant, comparisons
 from models.benchmarks.long_tail import BASELINE, paired_gap
 from models.benchmarks.results import Gap, across_ci, mean_pm, verdict
 from models.context import ContextReader
@@ -90,7 +90,7 @@ def compared(table: pd.DataFrame, noise_ratio: float) -> list[tuple[str, str]]:
     the best average: an optimistic pick on the test images) and at the configured r."""
     by = "accuracy.worst_group.mean" if "accuracy.worst_group.mean" in table else "accuracy.mean"
     means = table.set_index("variant")[by]
-    return comparisons([v for v in means.index if v != BASELINE], means, keep=(f"genie r={noise_ratio}",))
+    return comparisons([v for v in means.index if v != BASELINE], means, keep=(Variant("genie", noise_ratio).label,))
 
 
 def said_verdicts(table: pd.DataFrame, predictions: pd.DataFrame, noise_ratio: float) -> list[str]:
