@@ -69,7 +69,7 @@ def plan(last: int) -> str:
     minutes = sum(FIRST_NIGHT_MINUTES[stage] for stage in stages)
     return (" -> ".join(f"{stage} (~{FIRST_NIGHT_MINUTES[stage]:g} min)" for stage in stages)
             + f"; a first night on the embedded digits takes about {minutes:.0f} min on 2 CPU cores that read "
-            "61-72 images/s in benchmarks/epoch_speed.py (a third of it where they read 190); a stage whose inputs did "
+            "70-74 images/s in benchmarks/epoch_speed.py (a third of it where they read 190); a stage whose inputs did "
             "not change comes from the cache in seconds")
 
 

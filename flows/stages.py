@@ -35,8 +35,8 @@ ADAPTERS = "adapters"  # <workdir>/adapters/<class>: each class's adapter on the
 
 
 # A first night's minutes per stage on the embedded digits, measured on 2 CPU cores where benchmarks/epoch_speed.py
-# read 61-73 images/s (docs/nightly_cost.md, nights B and C); a stage that comes from the cache takes seconds.
-FIRST_NIGHT_MINUTES = {"prepare": 0.7, "train-generator": 10, "baseline": 1.2, "select": 0.1, "generate": 1.0,
+# read 70-74 images/s (docs/nightly_cost.md, night E); a stage that comes from the cache takes seconds.
+FIRST_NIGHT_MINUTES = {"prepare": 0.7, "train-generator": 8, "baseline": 1.1, "select": 0.1, "generate": 0.9,
                        "finetune": 0.7, "evaluate": 0.2}
 
 def one_writer(fn):
