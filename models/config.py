@@ -96,7 +96,7 @@ class EmbeddedLdmConfig(Strict):
 
     vae_steps: int = Field(150, ge=1)
     unet_steps: int = Field(1000, ge=1)
-    batch_size: int = Field(48, ge=2)
+    batch_size: int = Field(48, ge=2, description="the UNet's batch (the VAE's is 32)")
     lr: float = Field(2e-3, gt=0)
     empty_prompt: float = Field(0.1, ge=0, lt=1, description="share of empty prompts, for classifier-free guidance")
     min_snr_gamma: float | None = Field(
