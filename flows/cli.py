@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from flows.cli_backup import backup, restore
 from flows.cli_benchmark import benchmark
 from flows.cli_options import (
     DEBUG,
@@ -31,6 +32,8 @@ app = typer.Typer(help="genie-flow: generated hard negatives (GeNIe) for image c
                   no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(benchmark, name="benchmark")
 app.add_typer(stack, name="stack")
+app.command()(backup)
+app.command()(restore)
 
 
 FLOW_COMMANDS = {"prepare", "run", "reproduce", "train-generator", "generate", "quality", "report"}
@@ -243,13 +246,16 @@ def history(last: Annotated[int, typer.Option(help="how many nights, the newest;
 @app.command()
 def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would go and its bytes; delete nothing")]
        = False,
+       every: Annotated[bool, typer.Option("--list", help="also list every id and path that goes, one a line")]
+       = False,
        remote: Annotated[bool, typer.Option("--remote", help="also the DVC remote (dvc.remote.url, a folder)")] = False,
        no_wait: NoWait = False, params: Params = Path("params.yaml"), set_: Set = None) -> None:
-    """Free space by `retention` in params.yaml: the classifier versions of nights no longer kept (their runs,
-    checkpoints and served weights), work-folder caches and generated images no kept night used, DVC objects no
-    kept version names. Never what champion, previous-champion or a kept night's version records; each night's own
-    run stays, for `genie history`. Holds the dataset like a night."""
-    from tasks.retention import collect
+    """Free space by `retention` in params.yaml. Kept: every classifier version with an alias, the challenger
+    waiting for a person, the versions of the last keep_nights nights that reached evaluate, and whatever a kept
+    version names (its base version, data, images); each night's own run, every generator and adapter. DVC objects
+    go only when no version of any model and no git ref names them, once older than grace_hours. A read error stops
+    it before anything is deleted. Holds the dataset like a night; exits 1 when a deletion failed."""
+    from tasks.deletion import collect
 
     config = settings(params, set_)
     with errors():
@@ -258,7 +264,9 @@ def gc(dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would
         with exclusive(config.workdir, config.dataset.name, "genie gc", not no_wait):
             found = collect(config.registered_model, config.dataset.name, config.workdir, config.retention,
                             config.dvc.remote.url if remote else None, dry_run)
-        typer.echo(found.lines(done=not dry_run))
+        typer.echo(found.lines(done=not dry_run, every=every))
+    if found.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from models.config import Settings
 TITLES = {"failed": "genie-flow: a night failed", "promoted": "genie-flow: a challenger promoted",
           "refused": "genie-flow: a challenger refused", "waiting": "genie-flow: a challenger waits for a person",
           "rollback": "genie-flow: champion rolled back", "crashed": "genie-flow: a night crashed",
-          "late": "genie-flow: a night did not start"}
+          "late": "genie-flow: a night did not start", "gc-failed": "genie-flow: genie gc after a night failed"}
 
 
 def urls(settings: Settings) -> list[str]:
@@ -33,7 +33,7 @@ def notify(settings: Settings, event: str, body: str, logger: logging.Logger | l
             if not sender.add(url):  # its scheme only: the rest may hold a token
                 logger.warning("notify: a %s:// URL is not one Apprise knows; skipped", url.split("://")[0])
         sent = bool(len(sender)) and sender.notify(title=f"{TITLES[event]} ({settings.dataset.name})", body=body,
-                                                   notify_type="failure" if event == "failed" else "info")
+                                                   notify_type="failure" if event in ("failed", "gc-failed") else "info")
     except Exception as err:  # an alert must never be why a night fails
         logger.warning("notify: could not send the %s alert: %s", event, err)
         return False

@@ -35,8 +35,8 @@ from tasks.caching import Outputs
 from tasks.champion import crown_first, fetch_champion, log_decision, move_blocked, promote_if_better, set_champion
 from tasks.classifiers import register_classifier
 from tasks.data import DataVersion
+from tasks.deletion import collect
 from tasks.keys import images_digest
-from tasks.retention import collect
 from tasks.tracking import log_dataset, log_evaluation, log_files, start_pipeline_run
 from tasks.versioning import commit_stages, push, version_generated
 
@@ -93,19 +93,34 @@ def genie_run(settings: Settings, until: str = "evaluate", wait: bool = True) ->
     logger = get_run_logger()
     try:
         summary = night(settings, STAGES.index(until), logger)
+        alert = outcome(summary) if "decision" in summary else None  # built here: an error in it is the night's
     except Exception as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         notify(settings, "failed", f"{reason}\non {socket.gethostname()}: the traceback is in the night's log, "
                "its MLflow run is marked FAILED", logger)
         raise
-    if "decision" in summary:
-        notify(settings, *outcome(summary), logger)
+    if alert:
+        notify(settings, *alert, logger)
     logger.info("%s", summary.get("decision", f"stopped after {until}"))
     if settings.retention.after_night:  # still holding the dataset: no night or gc runs beside it
-        collected = collect(settings.registered_model, settings.dataset.name, settings.workdir, settings.retention)
-        logger.info("%s", collected.lines(done=True))
-        summary["gc_bytes"] = collected.total
+        summary["gc_bytes"] = after_night_gc(settings, logger)
     return summary
+
+
+def after_night_gc(settings: Settings, logger) -> int:
+    """`genie gc` after the decision: whatever it meets, the night keeps its state and decision, and a gc that
+    failed (or left deletions undone) sends its own alert."""
+    try:
+        collected = collect(settings.registered_model, settings.dataset.name, settings.workdir, settings.retention)
+    except Exception as err:  # noqa: BLE001 - the night is decided; gc's failure is its own
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        logger.error("genie gc after the night failed: %s", reason)
+        notify(settings, "gc-failed", f"{reason}\non {socket.gethostname()}: the night's decision stands", logger)
+        return 0
+    logger.info("%s", collected.lines(done=True))
+    if collected.failed:
+        notify(settings, "gc-failed", collected.lines(done=True), logger)
+    return collected.total
 
 
 def night(settings: Settings, last: int, logger) -> dict:

@@ -233,8 +233,9 @@ class NotifyConfig(Strict):
     """Where a night's outcome is sent (flows/notify.py); URLs that carry a token belong in GENIE_NOTIFY_URLS."""
 
     urls: list[str] = Field(default_factory=list, description="Apprise URLs: slack://..., mailto://..., json://host/path")
-    events: list[Literal["failed", "promoted", "refused", "waiting", "rollback", "crashed", "late"]] = Field(
-        ["failed", "promoted", "refused", "waiting", "rollback", "crashed", "late"], description="the events to send; "
+    events: list[Literal["failed", "promoted", "refused", "waiting", "rollback", "crashed", "late", "gc-failed"]] = Field(
+        ["failed", "promoted", "refused", "waiting", "rollback", "crashed", "late", "gc-failed"],
+        description="the events to send; "
         "crashed and late are sent by the Prefect server's automations, which `genie deploy` makes")
     late_minutes: float = Field(60, gt=0, description="a scheduled night not started this long after its time is late")
 
@@ -329,9 +330,12 @@ class RuntimeConfig(Strict):
 class RetentionConfig(Strict):
     """What `genie gc` keeps (tasks/retention.py); it never deletes what a kept version records."""
 
-    keep_nights: int = Field(10, ge=1, description="the last N nights' runs, versions and images are kept, with "
-                             "the nights of champion and previous-champion whatever their age")
+    keep_nights: int = Field(10, ge=1, description="the versions and images of the last N nights that reached "
+                             "evaluate are kept, with every version that has an alias, the challenger waiting for a "
+                             "person and whatever a kept version names, whatever their age")
     generated_days: float = Field(7, ge=0, description="generated images no kept night used go once older than this")
+    grace_hours: float = Field(24, ge=0, description="a DVC object younger than this is never collected (a night "
+                               "elsewhere may have pushed it a moment ago)")
     after_night: bool = Field(False, description="run `genie gc` at the end of each night")
 
 

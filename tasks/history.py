@@ -61,15 +61,20 @@ def nights(dataset: str, model: str, last: int | None = 30) -> pd.DataFrame:
     return frame.iloc[-last:].reset_index(drop=True) if last is not None else frame
 
 
-def night_tables(run_ids: list[str], artifact_path: str) -> dict[str, pd.DataFrame]:
+def night_tables(run_ids: list[str], artifact_path: str, strict: bool = False) -> dict[str, pd.DataFrame]:
     """One small CSV artifact of each run (`champion/per_class.csv`, `generated/used.csv`); a run without it (a
-    night that stopped before writing it) is left out."""
+    night that stopped before writing it) is left out. `strict`: only a run that lists no such file is left out, and
+    any other error is raised (what gc keeps must not rest on a read that failed)."""
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # one small file a night: no bar for each
-    tables = {}
+    tables, client = {}, MlflowClient()
     for run_id in run_ids:
+        if strict and artifact_path not in {f.path for f in client.list_artifacts(run_id, os.path.dirname(artifact_path))}:
+            continue
         try:
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path)
         except (MlflowException, OSError):
+            if strict:
+                raise
             continue
         tables[run_id] = pd.read_csv(path, dtype={"class": str})
     return tables
