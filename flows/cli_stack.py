@@ -5,11 +5,11 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from flows.cli_options import errors
+from flows.cli_options import errors, show
 from flows.servers import members
 from flows.servers.stack import Stack
 
@@ -60,6 +60,40 @@ def down(folder: Folder = Path(".genie/stack"),
         found = Stack.load(folder)
         found.remove() if remove else found.down()
     print(f"servers down{' and removed' if remove else ''} ({folder})", file=sys.stderr)
+
+
+@stack.command()
+def backup(out: Annotated[Path, typer.Argument(help="a new or empty folder for the backup")],
+           folder: Folder = Path(".genie/stack")) -> None:
+    """Back up the running stack: each PostgreSQL database with pg_dump (consistent while nights run), MLflow's
+    artifact store and the stack's settings, under a manifest of sha256s. The secrets are not in it: keep a copy of
+    FOLDER/secrets yourself (restore needs it)."""
+    from flows.servers.backup import backup as dump
+
+    with errors():
+        show(dump(Stack.load(folder), out))
+
+
+@stack.command()
+def restore(source: Annotated[Path, typer.Argument(help="a folder `genie stack backup` wrote")],
+            folder: Folder = Path(".genie/stack"),
+            secrets: Annotated[Optional[Path], typer.Option(help="the old stack's secrets folder (FOLDER/secrets), "
+                                                            "unless FOLDER/secrets is already there")] = None,
+            host: Annotated[Optional[str], typer.Option(help="listen address (default: the backed-up stack's)")]
+            = None,
+            postgres_port: Annotated[Optional[int], typer.Option(help="default: the backed-up stack's")] = None,
+            mlflow_port: Annotated[Optional[int], typer.Option(help="default: the backed-up stack's")] = None,
+            prefect_port: Annotated[Optional[int], typer.Option(help="default: the backed-up stack's")] = None
+            ) -> None:
+    """Make the stack again in FOLDER from a backup: every file checked against the manifest first (a missing or
+    damaged one stops it, nothing written), PostgreSQL initialised with the secrets and each database restored, the
+    artifacts copied back, the servers started, members' files pointed at them. Overwrites nothing."""
+    from flows.servers.backup import restore as make_again
+
+    with errors():
+        found = make_again(source, folder, secrets, host, (postgres_port, mlflow_port, prefect_port))
+    print(f"restored; servers up in {folder}", file=sys.stderr)
+    print(f". {shlex.quote(str(found.secrets.member_file('admin')))}" if found.secure else "")
 
 
 user = typer.Typer(help="The team's members: each gets a generated password, an environment file of their own "

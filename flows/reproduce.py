@@ -10,6 +10,7 @@ import mlflow
 import pandas as pd
 import yaml
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger
 
@@ -106,7 +107,8 @@ def genie_reproduce(reference: str, folder: Path = Path(".genie/reproduce"), rem
         if tags["role"] == "baseline":
             summary["weights"] = check(tags["checkpoint_sha256"], baseline.digests["checkpoint"])
         else:
-            base = MlflowClient().get_model_version(name, tags["base_version"])
+            base = named(lambda: MlflowClient().get_model_version(name, tags["base_version"]),
+                         f"{name} version {version.version}: its base version {tags['base_version']}")
             summary["baseline"] = check(base.tags["checkpoint_sha256"], baseline.digests["checkpoint"])
             summary |= generator(here, tags, root)
             generated = used_images(tags, settings, root)
@@ -133,12 +135,22 @@ def generator(settings: Settings, tags: dict[str, str], root: Path) -> dict:
 
 def used_images(tags: dict[str, str], settings: Settings, root: Path) -> list[tuple[str, str, str]]:
     """The night's hard negatives in its order (its run's generated/used.csv), found in the fetched folder."""
-    listed = Path(mlflow.artifacts.download_artifacts(run_id=tags["pipeline_run_id"],
-                                                      artifact_path="generated/used.csv", dst_path=str(root)))
+    listed = Path(named(lambda: mlflow.artifacts.download_artifacts(
+        run_id=tags["pipeline_run_id"], artifact_path="generated/used.csv", dst_path=str(root)),
+        f"the generated images' list (generated/used.csv) of run {tags['pipeline_run_id']}"))
     night = settings.workdir / "generated"
     rows = pd.read_csv(listed, dtype=str)
     return [((root / "generated" / Path(image).relative_to(night)).as_posix(), label, source)
             for image, label, source in rows[["image", "label", "source_class"]].itertuples(index=False)]
+
+
+def named(read, what: str):
+    """What a lineage names, read; gone (deleted by hand) is one line naming it."""
+    try:
+        return read()
+    except (MlflowException, OSError) as err:
+        raise ValueError(f"{what} is gone ({(str(err).splitlines() or ['not found'])[0]}): it cannot be made "
+                         "again") from None
 
 
 def verdict(summary: dict) -> str:

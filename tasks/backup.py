@@ -1,8 +1,9 @@
-"""`genie backup DIR` and `genie restore DIR --folder NEW` for a project whose MLflow store is its own (`sqlite:`):
-the store (copied with SQLite's online backup, consistent while a night writes), its artifacts (`mlruns/`) and the
-DVC cache, with a manifest of each file's size and sha256. A backup is written beside DIR and renamed when whole;
-a restore checks every file against the manifest before it writes anything, never overwrites, and moves the
-store's artifact locations (MLflow records absolute paths) to the new folder."""
+"""Backups that a restore can trust. A backup is a folder of files and a manifest of each one's size and sha256,
+written beside its destination and renamed when whole; a restore checks every file against the manifest before it
+writes anything, and overwrites nothing. `genie backup` / `genie restore` use it for a project whose MLflow store is
+its own (`sqlite:`): the store (SQLite's online backup: consistent while a night writes), its artifacts (`mlruns/`)
+and the DVC cache, with the store's artifact locations (MLflow records absolute paths) moved to the new folder.
+`genie stack backup` / `restore` use it for the team's servers (flows/servers/backup.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -12,6 +13,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -26,35 +28,31 @@ LOCATIONS = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("l
 CHUNK = 1 << 20
 
 
-def database() -> Path:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri.startswith("sqlite:///"):
-        raise ValueError(f"MLFLOW_TRACKING_URI {uri or '(unset)'}: genie backup copies a project's own store "
-                         "(sqlite:///...); a team's servers are backed up where they run")
-    return Path(uri.removeprefix("sqlite:///")).resolve()
-
-
 def empty(folder: Path) -> bool:
     return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
 
 
-def stream(path: Path, bar: tqdm, write=None) -> tuple[int, str]:
+def bar(total: int, what: str) -> tqdm:
+    return tqdm(total=total, unit="B", unit_scale=True, desc=what)
+
+
+def stream(path: Path, progress: tqdm, write=None) -> tuple[int, str]:
     """A file read once: its size and sha256 (and its bytes handed to `write`, where given)."""
     digest, count = hashlib.sha256(), 0
     with open(path, "rb") as read:
         while chunk := read.read(CHUNK):
             digest.update(chunk)
             count += len(chunk)
-            bar.update(len(chunk))
+            progress.update(len(chunk))
             if write is not None:
                 write(chunk)
     return count, digest.hexdigest()
 
 
-def copy(source: Path, target: Path, bar: tqdm) -> tuple[int, str]:
+def copy(source: Path, target: Path, progress: tqdm) -> tuple[int, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "wb") as out:
-        found = stream(source, bar, out.write)
+        found = stream(source, progress, out.write)
     shutil.copystat(source, target)
     return found
 
@@ -63,25 +61,30 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()) if root.is_dir() else []
 
 
-def backup(out: Path) -> dict:
-    """The store, its artifacts and the DVC cache of the project in the current folder, into `out` (new or empty)."""
+def begin(out: Path) -> Path:
+    """The folder a backup is written into (renamed to `out` by `seal`); `out` must be new or empty."""
     if not empty(out):
         raise ValueError(f"{out}: not empty; a backup goes into a new folder and overwrites nothing")
-    db, partial = database(), out.with_name(f"{out.name}.partial")
+    partial = out.with_name(f"{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    with sqlite3.connect(db) as source, sqlite3.connect(partial / DATABASE) as target:
-        source.backup(target)  # first: artifacts a row of it names were written before it
-    sources = {name: files_under(folder) for name, folder in FOLDERS.items()}
-    manifest = {"made": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mlruns": str(store_folder() / FOLDERS["mlruns"]),
-                "files": {}}
-    total = sum(p.stat().st_size for paths in sources.values() for p in paths) + (partial / DATABASE).stat().st_size
-    with tqdm(total=total, unit="B", unit_scale=True, desc="backup") as bar:
-        manifest["files"][DATABASE] = list(stream(partial / DATABASE, bar))
+    return partial
+
+
+def seal(partial: Path, out: Path, folders: dict[str, Path], extra: dict) -> dict:
+    """The `folders` (name in the backup -> a folder here) copied into `partial` beside the files already there,
+    every file listed with its size and sha256 in the manifest (with `extra`), then `partial` renamed to `out`."""
+    written = files_under(partial)
+    sources = {name: files_under(folder) for name, folder in folders.items()}
+    total = sum(p.stat().st_size for paths in [written, *sources.values()] for p in paths)
+    manifest = {"made": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra, "files": {}}
+    with bar(total, "backup") as progress:
+        for path in written:
+            manifest["files"][path.relative_to(partial).as_posix()] = list(stream(path, progress))
         for name, paths in sources.items():
             for path in paths:
-                relative = (Path(name) / path.relative_to(FOLDERS[name])).as_posix()
-                manifest["files"][relative] = list(copy(path, partial / relative, bar))
+                relative = (Path(name) / path.relative_to(folders[name])).as_posix()
+                manifest["files"][relative] = list(copy(path, partial / relative, progress))
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
     if out.exists():
         out.rmdir()
@@ -98,16 +101,41 @@ def checked(source: Path) -> dict:
         files = manifest["files"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"{source / MANIFEST}: damaged (not the manifest genie backup writes)") from None
-    total = sum(size for size, _ in files.values())
-    with tqdm(total=total, unit="B", unit_scale=True, desc="checking the backup") as bar:
+    with bar(sum(size for size, _ in files.values()), "checking the backup") as progress:
         for relative, (size, sha256) in files.items():
             path = source / relative
             if not path.is_file():
                 raise ValueError(f"{path}: missing from the backup; nothing was restored")
-            if stream(path, bar) != (size, sha256):
+            if stream(path, progress) != (size, sha256):
                 raise ValueError(f"{path}: damaged (its size or sha256 differs from the manifest); nothing was "
                                  "restored")
     return manifest
+
+
+def copy_back(source: Path, manifest: dict, place: Callable[[str], Path | None]) -> None:
+    """Each file of a checked backup to where `place` puts it (None: left in the backup)."""
+    targets = {relative: place(relative) for relative in manifest["files"]}
+    with bar(sum(manifest["files"][r][0] for r, t in targets.items() if t), "restore") as progress:
+        for relative, target in targets.items():
+            if target is not None:
+                copy(source / relative, target, progress)
+
+
+# -- a project's own store --------------------------------------------------------------------------------------
+def database() -> Path:
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri.startswith("sqlite:///"):
+        raise ValueError(f"MLFLOW_TRACKING_URI {uri or '(unset)'}: genie backup copies a project's own store "
+                         "(sqlite:///...); a team's servers: genie stack backup")
+    return Path(uri.removeprefix("sqlite:///")).resolve()
+
+
+def backup(out: Path) -> dict:
+    """The store, its artifacts and the DVC cache of the project in the current folder, into `out` (new or empty)."""
+    db, partial = database(), begin(out)
+    with sqlite3.connect(db) as source, sqlite3.connect(partial / DATABASE) as target:
+        source.backup(target)  # first: the artifacts a row of it names were written before it
+    return seal(partial, out, FOLDERS, {"mlruns": str(store_folder() / FOLDERS["mlruns"])})
 
 
 def restore(source: Path, folder: Path) -> dict:
@@ -118,13 +146,12 @@ def restore(source: Path, folder: Path) -> dict:
     if taken:
         raise ValueError(f"{taken[0]}: already there; restore writes into a folder without a store and "
                          "overwrites nothing")
-    folder.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=sum(size for size, _ in manifest["files"].values()), unit="B", unit_scale=True,
-              desc="restore") as bar:
-        for relative in manifest["files"]:
-            name, _, rest = relative.partition("/")
-            target = folder / FOLDERS[name] / rest if rest else folder / DATABASE
-            copy(source / relative, target, bar)
+
+    def place(relative: str) -> Path:
+        name, _, rest = relative.partition("/")
+        return folder / FOLDERS[name] / rest if rest else folder / DATABASE
+
+    copy_back(source, manifest, place)
     moved = move_locations(folder / DATABASE, manifest["mlruns"] + "/", f"{(folder / FOLDERS['mlruns']).resolve()}/")
     return {"restored": str(folder), "files": len(manifest["files"]), "locations moved": moved}
 

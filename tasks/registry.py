@@ -160,7 +160,10 @@ def lineage(reference: str) -> dict:
     name = version.name
     client = MlflowClient()
     pipeline_run = version.tags.get("pipeline_run_id")
-    params = client.get_run(pipeline_run).data.params if pipeline_run else {}
+    try:
+        params = client.get_run(pipeline_run).data.params if pipeline_run else {}
+    except MlflowException as err:
+        raise ValueError(f"{reference}: its night's run {pipeline_run} is gone ({err.message.splitlines()[0]})") from None
     keys = ("role", "dataset_md5", "generated_md5", "generator", "generator_digest", "adapters", "selection_sha256",
             "selection_artifact", "git_commit", "checkpoint_sha256", "test_accuracy", "promotion", "promotion_reason",
             "weights_digest", "train_images", "recipe", "retrain_reason")

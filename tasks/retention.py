@@ -66,7 +66,8 @@ class Plan:
             f"  {what:<22} {count:>5}  {mb(size_)}" for what, (count, size_) in counts.items()]
         kept = "; ".join(f"v{version} ({why})" for version, why in sorted(self.kept.items(), key=lambda kv: int(kv[0])))
         out = [f"{'deleted' if done else 'would delete (dry run)'}: {mb(self.total)} in all", *rows,
-               f"kept: the last {self.nights} nights that reached evaluate; classifier versions {kept or 'none'}"]
+               f"kept: {self.nights} recent nights (of those that reached evaluate); classifier versions "
+               f"{kept or 'none'}"]
         if every:
             out += self.items()
         if self.failed:

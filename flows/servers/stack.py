@@ -110,7 +110,7 @@ class Stack:
                              f" (log: {self._log('postgres')})")
         return done
 
-    def _start_postgres(self) -> None:
+    def start_postgres(self) -> None:
         data = self.folder / "postgres"
         if self.secure and (data / "PG_VERSION").is_file() and not self.secrets.exists():
             raise StackError(f"{data} was made --insecure (no passwords): keep --insecure, or `genie stack down "
@@ -252,7 +252,7 @@ class Stack:
         if self.secure and not (self.folder / "postgres" / "PG_VERSION").is_file():
             self.secrets.create()
         self.save()
-        self._start_postgres()
+        self.start_postgres()
         self._start_mlflow()
         self._start_prefect()
         deadline = time.monotonic() + timeout

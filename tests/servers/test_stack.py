@@ -2,6 +2,7 @@
 artifacts, the Prefect server on it. A night runs through them; down and up again, they still hold it."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.servers.stack import Stack
 from models.locks import server_locked
 from tests.servers.team import GENIE, genie, night_args, stack_command, summary
 
@@ -77,6 +79,7 @@ def test_a_night_runs_through_the_team_servers_and_they_keep_it(servers, tmp_pat
 
 HOLD = """
 import sys, time
+from flows.servers.stack import Stack
 from models.locks import server_locked
 with server_locked(sys.argv[1], "dataset digits", "genie_run"):
     print("held", flush=True)
@@ -127,3 +130,46 @@ def test_a_worker_on_another_machine_runs_the_deployed_night(servers, tmp_path):
     connection.close()
     assert entrypoint == "flows.pipeline.genie_nightly" and schedule["cron"] == "0 3 * * *"
     assert states.count("COMPLETED") == 1 and set(states) == {"COMPLETED", "SCHEDULED"}  # the cron's next nights
+
+
+def test_the_restore_drill_brings_the_stack_back_in_a_new_folder(servers, tmp_path):
+    """After the nights above: `genie stack backup`, `genie stack down --remove`, `genie stack restore` into a new
+    folder; the history, the decisions and the champion's lineage read the same, and the champion reproduces."""
+    assert stack_command(servers, "up").returncode == 0
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    reads = [("history",), ("decisions",), ("lineage", "digits-classifier@champion")]
+
+    def read(env: dict) -> dict:
+        done = {words: genie(*words, cwd=machine, env=env) for words in reads}
+        assert all(d.returncode == 0 for d in done.values()), [d.stderr[-2000:] for d in done.values()]
+        return {words: d.stdout for words, d in done.items()}
+
+    before = read(os.environ | servers.environment() | {"PREFECT_HOME": str(tmp_path / "prefect-home")})
+    backup, started = servers.folder.parent / "backup", time.monotonic()
+    made = genie("stack", "backup", str(backup), "--folder", str(servers.root), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    backed_up = time.monotonic() - started
+    secrets = tmp_path / "secrets"
+    shutil.copytree(servers.folder / "secrets", secrets)  # the operator's own copy: not in the backup
+    assert not any("stack.ini" in p.name or p.suffix == ".env" for p in backup.rglob("*"))
+    removed = genie("stack", "down", "--remove", "--folder", str(servers.root), cwd=tmp_path)
+    assert removed.returncode == 0 and not servers.folder.exists(), removed.stderr
+
+    new, started = servers.folder.parent / "restored", time.monotonic()
+    restored = genie("stack", "restore", str(backup), "--folder", str(new), "--secrets", str(secrets), cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    restore_seconds = time.monotonic() - started
+    again = Stack.load(new)
+    try:
+        env = os.environ | again.environment() | {"PREFECT_HOME": str(tmp_path / "prefect-home-2")}
+        assert read(env) == before
+        other = tmp_path / "another-machine"
+        other.mkdir()
+        made = genie("reproduce", "digits-classifier@champion", cwd=other, env=env)
+        assert made.returncode == 0, made.stderr[-3000:]
+        assert json.loads(made.stdout)["verdict"] == "identical"
+        size = sum(p.stat().st_size for p in backup.rglob("*") if p.is_file())
+        print(f"restore drill: backup {backed_up:.1f} s, {size / 1e6:.1f} MB; restore {restore_seconds:.1f} s")
+    finally:
+        again.remove()

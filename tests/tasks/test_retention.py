@@ -4,20 +4,17 @@ original, that a registry error stops it before any deletion, and that shared DV
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from models.config import RetentionConfig
 from tasks.deletion import JOURNAL, collect, journal
 from tasks.retention import Unreadable, plan
-from tests.ports import free_port
-from tests.proxy import faulty
+from tests.proxy import faulty, tracking_server
 from tests.tasks.store import DATASET, NAME, registry
 
 RULES = RetentionConfig(keep_nights=1, generated_days=0, grace_hours=0)
@@ -93,41 +90,25 @@ def test_a_copied_folders_gc_refuses_the_originals_artifacts(project, monkeypatc
 
 
 @pytest.fixture
-def tracking_server(project):
-    """A real MLflow server on loopback over the project's store."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{project / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    try:
+def server(project):
+    with tracking_server(project / "mlflow.db") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
-@pytest.mark.parametrize("failing", ["registered-models/get", "runs/search", "model-versions/search"])
-def test_a_read_error_stops_gc_before_any_deletion(project, tracking_server, monkeypatch, failing):
+def test_a_read_error_stops_gc_before_any_deletion(project, server, monkeypatch):
     made = registry(project)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with faulty(tracking_server, (failing,)) as (url, refused):
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        with pytest.raises(Unreadable, match="genie gc deleted nothing: could not read") as stopped:
-            collect(NAME, DATASET, project / "work", RULES)
-        assert refused
-        print(stopped.value)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
-    assert len(MlflowClient().search_model_versions(f"name = '{NAME}'")) == 6
-    assert {a: str(v) for a, v in MlflowClient().get_registered_model(NAME).aliases.items()} == {
-        "production": "3", "champion": "5"}
+    for failing in ("registered-models/get", "runs/search", "model-versions/search"):
+        with faulty(server, (failing,)) as faults:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", faults.url)
+            with pytest.raises(Unreadable, match="genie gc deleted nothing: could not read") as stopped:
+                collect(NAME, DATASET, project / "work", RULES)
+            assert faults.refused
+            print(stopped.value)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+        assert len(MlflowClient().search_model_versions(f"name = '{NAME}'")) == 6
+        assert {a: str(v) for a, v in MlflowClient().get_registered_model(NAME).aliases.items()} == {
+            "production": "3", "champion": "5"}
     assert all(artifacts(MlflowClient(), run).is_dir() for run, _ in made["versions"].values())
 
 
@@ -165,3 +146,13 @@ def test_shared_dvc_storage_keeps_what_any_dataset_or_git_ref_names(project):
     assert sorted(p.resolve() for p in done.files["dvc_cache"]) == sorted([digits_gone, unnamed])
     assert not digits_gone.exists() and not unnamed.exists()
     assert all(p.exists() for p in [*scenes, digits_kept, young, in_a_branch])
+
+
+def test_a_lineage_whose_night_is_gone_says_so_in_one_line(project):
+    from tasks.registry import lineage
+
+    registry(project)
+    MlflowClient().set_model_version_tag(NAME, "2", "pipeline_run_id", "0" * 32)  # its night purged by hand
+    with pytest.raises(ValueError, match=f"{NAME}@2: its night's run 0{{32}} is gone") as gone:
+        lineage(f"{NAME}@2")
+    assert len(str(gone.value).splitlines()) == 1
