@@ -27,7 +27,7 @@ from flows.stages import (
     select,
     train_baseline,
 )
-from models.config import ClassifierConfig, Settings
+from models.config import ClassifierConfig, ConfigError, Settings
 from models.dataset import read_manifest
 from models.determinism import machine
 from models.digests import file_digest, model_identity
@@ -338,11 +338,14 @@ def genie_nightly(params: str = "params.yaml", overrides: list[str] | None = Non
     starts each run in a folder of its own: GENIE_PROJECT on the worker names the project folder to run in."""
     from flows.runner import with_runner
     from flows.servers.preflight import check_servers
-    from models.params import load_settings
+    from models.params import load_settings, refused_parameters
 
     if os.environ.get("GENIE_PROJECT"):
         os.chdir(os.environ["GENIE_PROJECT"])
     use_defaults()
+    refused = refused_parameters(params, overrides or [], Path.cwd())  # also where no genie worker checked
+    if refused:
+        raise ConfigError(f"refused: {refused}")
 
     settings = load_settings(params, overrides or [])
     check_servers(settings.dvc.remote.url)  # a server down: fail at once, nothing half-done

@@ -3,9 +3,10 @@
 Prefect's open-source server has one shared credential, so whoever holds it can create a deployment in the pool,
 and a process worker runs what a deployment says, pull steps (shell commands) included, before any flow code.
 This worker checks each flow run before it starts anything: the deployment's entrypoint is genie's night, it has
-no pull steps, neither it nor the run overrides the job's variables, and the pool's job template is Prefect's
-own process template (whose command and environment a pool admin could otherwise change). Anything else is
-cancelled with a log line naming the deployment and why; nothing of it runs."""
+no pull steps, neither it nor the run overrides the job's variables, the pool's job template is Prefect's own
+process template (whose command and environment a pool admin could otherwise change), and the run's parameters
+are data: a params file inside the project, overrides of what a night learns only (models/params.py). Anything
+else is cancelled with a log line naming the deployment and why; nothing of it runs."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from prefect.workers.process import ProcessWorker, ProcessWorkerResult
 
 from flows.automations import HEARTBEAT
+from models.params import refused_parameters
 
 ENTRYPOINT = "flows.pipeline.genie_nightly"  # as `genie deploy` registers it (a module path)
 
@@ -32,7 +34,9 @@ def refusal(deployment, flow_run, work_pool) -> str | None:
         return f"it sets job variables ({', '.join(variables)})"
     if work_pool.base_job_template != ProcessWorker.get_default_base_job_template():
         return f"the pool {work_pool.name!r} has a changed job template (its command or environment)"
-    return None
+    parameters = getattr(flow_run, "parameters", None) or {}
+    return refused_parameters(str(parameters.get("params", "params.yaml")), list(parameters.get("overrides") or []),
+                              Path(os.environ.get("GENIE_PROJECT", ".")))
 
 
 class GenieWorker(ProcessWorker):

@@ -110,3 +110,27 @@ def with_methods(settings: Settings, path: Path | str = "params.yaml") -> Settin
         long_tail_variants())})
     return settings.model_copy(update={"benchmark": settings.benchmark.model_copy(
         update={"few_shot": few_shot, "long_tail": long_tail})})
+
+
+# What a scheduled night's parameters may change: what the night learns. Where it connects (runner, dvc), what it
+# loads (generator.model, allow_pickle, pretrained weights), where it reads and writes (dataset.path, paths), whom it
+# tells (notify) and what it keeps or promotes (retention, promote) come only from the worker's own params file.
+LEARNING = ("classifier.", "finetune.", "select.", "genie.", "evaluate.", "generator.steps", "generator.guidance",
+            "generator.batch_size", "generator.seed", "generator.prompt", "generator.class_names.",
+            "generator.embedded.", "generator.adapt", "generator.retrain.")
+NOT_LEARNING = ("classifier.pretrained",)  # weights from a hub
+
+
+def refused_parameters(params: str, overrides: list[str], project: Path) -> str | None:
+    """Why a flow run's `params` and `overrides` must not run on this worker (one line naming the file or key),
+    or None. `params` must be a file inside the project."""
+    root = project.resolve()
+    if not (root / params).resolve().is_relative_to(root):
+        return f"params {params}: not a file inside the project {root}"
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if not key.startswith(LEARNING) or key.startswith(NOT_LEARNING):
+            return (f"override {key}: a scheduled night may change only what it learns (classifier, finetune, "
+                    "select, genie, evaluate, the generator's recipe); where it connects, what it loads and where "
+                    "it writes come from the worker's params file")
+    return None

@@ -2,6 +2,7 @@
 objects), the files each one wrote with their digests, and one check that a cache hit's files are still whole."""
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,7 @@ def run_verified(step, step_log: dict[str, str], label: str | None = None, view:
     outputs = _checked(step, lambda s: s(**parameters, return_state=True), step_log, label or step.name)
     if view is not None:
         outputs.publish(parameters["out_dir"], Path(view))
+        os.utime(parameters["out_dir"])  # used tonight, hit or not: gc keeps what the nights it keeps used
     return outputs
 
 

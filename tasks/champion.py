@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 
 from models.config import PromoteConfig
+from models.digests import file_digest
 from models.locks import dataset_key, still_held
 from models.promotion import DECISIONS, decide
 from tasks.caching import Outputs
@@ -37,17 +38,22 @@ def crown_first(name: str, version: str) -> str:
 
 @task(name="fetch-champion")
 def fetch_champion(name: str, out_dir: Path) -> Outputs | None:
-    """The champion's checkpoint, downloaded from its registering run."""
+    """The champion's checkpoint, downloaded from its registering run and checked against its recorded sha256."""
     version = alias_version(name)
     if version is None:
         return None
     found = MlflowClient().get_model_version(name, version)
     folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
                                                       dst_path=str(out_dir)))
+    recorded, checkpoint = found.tags.get("checkpoint_sha256"), folder / "model.pt"
+    if recorded and file_digest(checkpoint) != recorded:
+        raise ValueError(f"{name} version {version}: the downloaded checkpoint's sha256 {file_digest(checkpoint)[:12]} "
+                         f"is not its registered checkpoint_sha256 {recorded[:12]}; its artifacts were changed since, "
+                         "so it is not used")
     classes = read_spilled(found.run_id, "classes", found.tags.get("classes", ""), lambda text: text.split(","))
     info = {"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role"),
             "classes": classes}
-    return Outputs.of(info, checkpoint=folder / "model.pt")
+    return Outputs.of(info, checkpoint=checkpoint)
 
 
 def move_blocked(name: str, dataset: str, challenger: str, champion: str) -> str | None:

@@ -124,12 +124,18 @@ def register_generator(name: str, dataset: str, prompt: str, data: DataVersion, 
 
 
 def restore_generator(source: str, digest: str, folder: Path) -> None:
-    """Put a registered generator's files (from its artifact `source`) in `folder`, unless they are already there."""
+    """Put a registered generator's files (from its artifact `source`) in `folder`, unless they are already there;
+    files whose digest is not the registered one stop it."""
     if folder.is_dir() and model_identity(str(folder)) == digest:
         return
     partial = partial_path(folder)
     shutil.rmtree(partial, ignore_errors=True)
     downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial)))
+    found = model_identity(str(downloaded))
+    if found != digest:  # what the registry serves is not what it recorded: never used
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ValueError(f"{source}: the downloaded generator's digest {found[:12]} is not its registered "
+                         f"weights_digest {digest[:12]}; its artifacts were changed since, so it is not used")
     shutil.rmtree(folder, ignore_errors=True)
     downloaded.rename(folder)
     shutil.rmtree(partial, ignore_errors=True)

@@ -127,7 +127,9 @@ def plan(name: str, dataset: str, workdir: Path, rules: RetentionConfig, remote:
     journaled, whose orphans this one finishes."""
     client, now = MlflowClient(), time.time() if now is None else now
     with reading(f"the nights of {dataset}"):
+        experiment = client.get_experiment_by_name(dataset)
         nights = newest_runs(dataset, "tags.pipeline = 'genie-run'", None)
+    refuse_outside([experiment.artifact_location] if experiment else [])
     recent = [run for run in nights if EVALUATED in run.data.metrics][: rules.keep_nights]
     with reading(f"the registry's versions of {name}"):
         versions = {str(v.version): v for v in every_version(f"name = '{name}'")}
@@ -150,8 +152,8 @@ def plan(name: str, dataset: str, workdir: Path, rules: RetentionConfig, remote:
     out.bytes["mlflow"] = sum(out.sizes.values())
 
     kept_nights = {r.info.run_id for r in recent} | {versions[n].tags.get("pipeline_run_id") for n in kept}
-    # a work-folder entry untouched since before the oldest recent night began serves no recent night (only
-    # caches of steps: a step whose folder is gone runs again)
+    # a work-folder entry untouched (made or hit) since before the oldest recent night began serves no recent
+    # night (only caches of steps: a step whose folder is gone runs again)
     cutoff = recent[-1].info.start_time / 1000 if len(recent) == rules.keep_nights else 0
     out.files["work"] = [entry for store in [workdir / ".store", *workdir.glob("*/.store")]
                          if store.is_dir() and store.parent.name not in KEEP_STORE for step in store.iterdir()
@@ -199,12 +201,18 @@ def mlflow_bytes(client: MlflowClient, runs: list[str], logged_models: list[str]
             except MlflowException as err:
                 if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # purged by an earlier, killed gc: nothing left
                     raise
-    refused = outside_store(list(locations.values()))
+    refuse_outside(list(locations.values()))
+    return {ident: size(path) if (path := local_path(location)) else 0 for ident, location in locations.items()}
+
+
+def refuse_outside(locations: list[str]) -> None:
+    """Stop, naming them, at artifact locations outside the store's folder: MLflow records absolute paths, so a
+    copied project folder's store still names the original's artifacts."""
+    refused = outside_store(locations)
     if refused:
-        raise Unreadable(f"genie gc deleted nothing: {len(refused)} artifact locations lie outside this store's "
+        raise Unreadable(f"genie gc deleted nothing: {len(refused)} artifact location(s) lie outside this store's "
                          f"folder {store_folder()} (a copy of another project's folder?), and it touches none of "
                          f"them: {', '.join(refused[:3])}" + (", ..." if len(refused) > 3 else ""))
-    return {ident: size(path) if (path := local_path(location)) else 0 for ident, location in locations.items()}
 
 
 def logged_model(version) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from flows.servers.stack import OWNERS, PG_BIN, USER, Stack, StackError
+from flows.servers.stack import OWNERS, PG_BIN, USER, Stack, StackError, private_files
 from flows.servers.stack_secrets import LOCKER
 from tasks.backup import begin, checked, copy_back, empty, seal
 
@@ -40,8 +40,8 @@ def passfile(stack: Stack):
 
 def pg(stack: Stack, tool: str, *args: str, env: dict[str, str]) -> None:
     """pg_dump or pg_restore of the system's PostgreSQL, as the stack's superuser over TCP."""
-    command = [str(PG_BIN / tool), "--host", stack.address, "--port", str(stack.postgres_port), "--username", USER,
-               "--no-password", *args]
+    command = [str(PG_BIN / tool), "--host", stack.local_address, "--port", str(stack.postgres_port),
+               "--username", USER, "--no-password", *args]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ | env)
     if done.returncode != 0:
         raise StackError(f"{tool} {args[-1]}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
@@ -79,14 +79,16 @@ def restore(source: Path, folder: Path, secrets: Path | None = None, host: str |
         shutil.copytree(secrets, stack.secrets.folder)
         stack.secrets.folder.chmod(0o700)
     stack.folder.mkdir(parents=True, exist_ok=True)
-    stack.save()
-    stack.start_postgres()  # the roles, with the secrets' passwords, and empty databases
-    with passfile(stack) as env:
-        for database in tqdm(DATABASES, desc="pg_restore"):
-            pg(stack, "pg_restore", "--clean", "--if-exists", "--exit-on-error", "--dbname", database,
-               str(source / f"{database}.dump"), env=env)
-    copy_back(source, manifest, lambda relative: stack.folder / relative if relative.startswith(f"{ARTIFACTS}/")
-              else None)
+    with private_files():
+        stack.folder.chmod(0o711)
+        stack.save()
+        stack.start_postgres()  # the roles, with the secrets' passwords, and empty databases
+        with passfile(stack) as env:
+            for database in tqdm(DATABASES, desc="pg_restore"):
+                pg(stack, "pg_restore", "--clean", "--if-exists", "--exit-on-error", "--dbname", database,
+                   str(source / f"{database}.dump"), env=env)
+        copy_back(source, manifest, lambda relative: stack.folder / relative
+                  if relative.startswith(f"{ARTIFACTS}/") else None)
     stack.up()
     for member in stack.secrets.members():  # their servers' addresses, where the ports or host changed
         environment = stack.secrets.member_environment(member)

@@ -16,19 +16,30 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from flows.servers.members import ensure_roles
 from flows.servers.preflight import unanswered
-from flows.servers.stack_secrets import LOCKER, Secrets
+from flows.servers.stack_secrets import LOCKER, Secrets, scram_verifier
 from models.locks import HOLDERS
 
 PG_BIN = Path(os.environ.get("GENIE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "genie"  # the stack's own PostgreSQL superuser; insecure, every server connects as it
 # database -> the role that owns it (least privilege: each server reaches its own databases only)
 OWNERS = {"mlflow": "mlflow", "mlflow_auth": "mlflow", "prefect": "prefect", "genie": USER}
+ROLE_DATABASES = {"mlflow": ("mlflow", "mlflow_auth"), "prefect": ("prefect",), LOCKER: ("genie",)}  # beside USER
+
+
+@contextmanager
+def private_files():
+    """What the stack writes, and the servers it starts, readable by its owner only (umask 077)."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 class StackError(RuntimeError):
@@ -53,11 +64,17 @@ class Stack:
     def secrets(self) -> Secrets:
         return Secrets(self.folder / "secrets")
 
+    @property
+    def local_address(self) -> str:
+        """Where this machine reaches the servers over loopback (the superuser is let in from nowhere else)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+
     def database_url(self, database: str, driver: str = "postgresql", role: str | None = None) -> str:
         """As `role` (by default the database's owner), with its password unless insecure."""
         role = USER if not self.secure else role or OWNERS.get(database, USER)
         login = f"{role}:{self.secrets.password('postgres.' + role)}" if self.secure else role
-        return f"{driver}://{login}@{self.address}:{self.postgres_port}/{database}"
+        host = self.local_address if self.secure and role == USER else self.address
+        return f"{driver}://{login}@{host}:{self.postgres_port}/{database}"
 
     def urls(self) -> dict[str, str]:
         """Where the servers answer (no credentials)."""
@@ -140,10 +157,20 @@ class Stack:
             conf.write(f"\nlisten_addresses = '{self.host if self.host != '0.0.0.0' else '*'}'\n"
                        f"port = {self.postgres_port}\nunix_socket_directories = ''\n"
                        "password_encryption = 'scram-sha-256'\n")
+        (data / "pg_hba.conf").write_text(self.hba(method))
+
+    def hba(self, method: str) -> str:
+        """pg_hba.conf: TCP only, each role to its own databases; the superuser from loopback only. Insecure (one
+        role for all, no password) keeps to the same networks."""
         networks = ["127.0.0.1/32", "::1/128"] + (["samenet"] if self.host == "0.0.0.0" else [])  # nothing wider
-        (data / "pg_hba.conf").write_text(  # TCP from these networks, each with a password unless insecure
-            "# genie stack: no other connection is accepted\n"
-            + "".join(f"host all all {network} {method}\n" for network in networks))
+        if not self.secure:
+            rules = [("all", "all", network) for network in networks]
+        else:
+            rules = [("all", USER, network) for network in networks[:2]] + [
+                (database, role, network) for role, databases in ROLE_DATABASES.items() for network in networks
+                for database in [",".join(databases)]]
+        return "# genie stack: no other connection is accepted\n" + "".join(
+            f"host {database} {role} {network} {method}\n" for database, role, network in rules)
 
     def _create_databases(self) -> None:
         """The databases, each owned by its server's role; the nights' role may lock and name the holder only."""
@@ -158,7 +185,7 @@ class Stack:
                 roles = {row[0] for row in cursor.fetchall()}
                 for role in {*OWNERS.values(), LOCKER} - roles - {USER} if self.secure else ():
                     cursor.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)),
-                                   (self.secrets.password("postgres." + role),))
+                                   (scram_verifier(self.secrets.password("postgres." + role)),))
                 cursor.execute("SELECT datname FROM pg_database")
                 present = {row[0] for row in cursor.fetchall()}
                 for database, owner in OWNERS.items():
@@ -249,12 +276,14 @@ class Stack:
         take minutes on a slow, busy machine; a server that exits stops the wait); returns the environment to
         export."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.secure and not (self.folder / "postgres" / "PG_VERSION").is_file():
-            self.secrets.create()
-        self.save()
-        self.start_postgres()
-        self._start_mlflow()
-        self._start_prefect()
+        with private_files():
+            self.folder.chmod(0o711)  # PostgreSQL's user passes through to its data; nobody else lists it
+            if self.secure and not (self.folder / "postgres" / "PG_VERSION").is_file():
+                self.secrets.create()
+            self.save()
+            self.start_postgres()
+            self._start_mlflow()  # the servers inherit the mask: their logs, artifacts and homes are theirs alone
+            self._start_prefect()
         deadline = time.monotonic() + timeout
         for name in ("mlflow", "prefect"):
             while not self._answers(name):

@@ -3,7 +3,10 @@
 `members/NAME.env`, each member's environment as `export` lines a shell sources."""
 from __future__ import annotations
 
+import base64
 import configparser
+import hashlib
+import hmac
 import os
 import pwd
 import secrets
@@ -20,11 +23,28 @@ LOCKER = "genie_lock"  # the nights' role: advisory locks and the holders table 
 
 
 def private(path: Path, text: str) -> None:
-    """Written readable by its owner only, from the first byte."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)
-    path.chmod(0o600)
+    """Written readable by its owner only, from the first byte, into a file beside it that then replaces it: a
+    crash leaves the old file or the new one, never an empty one (which would lock the team out)."""
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: 0600
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier of `password` (RFC 5802, as libpq's PQencryptPasswordConn makes it),
+    computed here: a role's password reaches the server only as this, never as plain text a log could keep."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
 
 
 class Secrets:

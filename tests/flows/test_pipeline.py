@@ -1,6 +1,8 @@
 """The nightly pipeline end to end with the real Prefect, MLflow and DVC, on tiny budgets."""
+import shutil
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -88,6 +90,25 @@ def test_promote_rollback_and_lineage_by_hand(project: Path):
                 "pipeline_run_id", "registering_run_id", '"classifier.epochs": "2"'):
         assert key in traced.output
     assert "expected <model name>@<alias or version>" in runner.invoke(app, ["lineage", NAME]).output
+
+
+@pytest.mark.nights
+def test_a_copied_folders_gc_leaves_the_original_whole(project: Path, monkeypatch):
+    """MLflow records absolute artifact paths: a copy of the folder (its store included) names the original's."""
+    settings = Settings.model_validate(TINY)
+    genie_run(settings)
+    copy = project.parent / f"{project.name}-copy"
+    shutil.copytree(project, copy, symlinks=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy / 'mlflow.db'}")
+    refused = CliRunner().invoke(app, ["gc", "--set", "retention.keep_nights=1", "--set", "retention.grace_hours=0"])
+    assert refused.exit_code == 1 and f"outside this store's folder {copy}" in refused.output, refused.output
+    assert f"{project}/mlruns/" in refused.output and len(refused.output.strip().splitlines()) == 1
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    assert mlflow.pyfunc.load_model(f"models:/{NAME}@champion") is not None  # the original's champion loads
+    assert genie_run(settings)["challenger_version"]  # and its next night runs
 
 
 @pytest.mark.nights

@@ -20,6 +20,7 @@ def test_generated_passwords_are_for_their_owner_only_and_written_once(tmp_path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert secrets.member_environment("ana")["MLFLOW_TRACKING_PASSWORD"] == "it's $secret"  # quoted for the shell
     assert secrets.members() == {"ana": "worker"}
+    assert sorted(p.name for p in secrets.folder.rglob("*")) == ["ana.env", "members", "stack.ini"]  # no temporaries
 
 
 def test_urls_carry_a_password_only_where_a_password_is_asked(tmp_path):
@@ -49,3 +50,54 @@ def test_the_worker_runs_genies_nights_and_refuses_anything_else():
     assert "job variables (env)" in refusal(deployment(), SimpleNamespace(job_variables={"env": {"X": "1"}}), pool)
     changed = SimpleNamespace(name="genie", base_job_template={"job_configuration": {"command": "sh"}, "variables": {}})
     assert "changed job template" in refusal(deployment(), run, changed)
+
+
+def test_a_nights_parameters_are_data_changing_only_what_it_learns(tmp_path, monkeypatch):
+    pool = SimpleNamespace(name="genie", base_job_template=ProcessWorker.get_default_base_job_template())
+    deployment = SimpleNamespace(name="nightly", entrypoint=ENTRYPOINT, pull_steps=None, job_variables={})
+    monkeypatch.setenv("GENIE_PROJECT", str(tmp_path))
+
+    def run(params="params.yaml", *overrides):
+        return refusal(deployment, SimpleNamespace(job_variables={}, parameters={
+            "params": params, "overrides": list(overrides)}), pool)
+
+    assert run() is None and run("nights/weekly.yaml", "finetune.epochs=3", "generator.embedded.unet_steps=9") is None
+    for key, value in [("runner.kind", "dask"), ("runner.dask_address", "tcp://127.0.0.1:8786"),
+                       ("dvc.remote.url", "s3://elsewhere"), ("generator.model", "/tmp/weights"),
+                       ("generator.allow_pickle", "true"), ("paths.artifacts", "/etc"), ("notify.urls", "[x]"),
+                       ("dataset.path", "/mnt"), ("classifier.pretrained", "true"), ("promote.min_improvement", "-1"),
+                       ("retention.keep_nights", "1")]:
+        why = run("params.yaml", "finetune.epochs=3", f"{key}={value}")
+        assert why.startswith(f"override {key}: a scheduled night may change only what it learns"), (key, why)
+    assert run("/etc/genie.yaml") == f"params /etc/genie.yaml: not a file inside the project {tmp_path.resolve()}"
+    assert run("../elsewhere/params.yaml").startswith("params ../elsewhere/params.yaml: not a file inside")
+
+
+def test_each_database_role_reaches_its_own_databases_and_the_superuser_only_loopback(tmp_path):
+    lines = Stack(tmp_path / "a", host="0.0.0.0").hba("scram-sha-256").splitlines()[1:]
+    rules = {tuple(line.split()[1:4]) for line in lines}
+    assert all(line.startswith("host ") and line.endswith(" scram-sha-256") for line in lines)
+    assert {(db, net) for db, role, net in rules if role == "genie"} == {("all", "127.0.0.1/32"), ("all", "::1/128")}
+    assert {(role, db) for db, role, _ in rules if role != "genie"} == {
+        ("mlflow", "mlflow,mlflow_auth"), ("prefect", "prefect"), ("genie_lock", "genie")}
+    assert "all" not in {role for _, role, _ in rules}
+    team = Stack(tmp_path / "b", host="0.0.0.0")
+    team.secrets.create()
+    assert team.database_url("genie", role="genie").split("@")[1].startswith("127.0.0.1:")  # the stack's own, loopback
+    assert not team.database_url("genie", role="genie_lock").split("@")[1].startswith("127.0.0.1:")
+
+
+def test_a_roles_password_reaches_postgresql_as_a_scram_verifier_only():
+    import base64
+    import hashlib
+    import hmac
+    import re
+
+    from flows.servers.stack_secrets import scram_verifier
+
+    verifier = scram_verifier("s3cret-pass")
+    match = re.fullmatch(r"SCRAM-SHA-256\$4096:([^$]+)\$([^:]+):(.+)", verifier)
+    assert match and "s3cret" not in verifier and scram_verifier("s3cret-pass") != verifier  # salted afresh
+    salted = hashlib.pbkdf2_hmac("sha256", b"s3cret-pass", base64.b64decode(match[1]), 4096)
+    client = hmac.new(salted, b"Client Key", "sha256").digest()
+    assert base64.b64decode(match[2]) == hashlib.sha256(client).digest()  # what a client's proof is checked against

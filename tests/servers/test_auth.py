@@ -4,6 +4,7 @@ loopback only. A tier of its own with the races (`make test-faults`)."""
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -61,8 +62,9 @@ def test_no_server_lets_in_a_process_without_credentials(servers, team):
                 f"postgresql://{USER}:wrong@127.0.0.1:{servers.postgres_port}/genie"):
         with pytest.raises(psycopg2.OperationalError, match="password"):
             psycopg2.connect(url, connect_timeout=10)
-    # each server's own role reaches its own databases only
-    with pytest.raises(psycopg2.OperationalError, match="permission denied"):
+    # each server's own role reaches its own databases only: pg_hba.conf has no line for another's
+    with pytest.raises(psycopg2.OperationalError, match='no pg_hba.conf entry for host "127.0.0.1", user "prefect", '
+                       'database "mlflow"'):
         psycopg2.connect(servers.database_url("mlflow", role="prefect"), connect_timeout=10)
 
     # genie's commands stop at once with one line naming the server and what is missing
@@ -134,19 +136,25 @@ with get_client(sync_client=True) as client:
         entrypoint="flows.pipeline.genie_nightly",
         pull_steps=[{"prefect.deployments.steps.run_shell_script": {"script": "touch " + sys.argv[1]}}])
     print(client.create_flow_run_from_deployment(deployment).id)
+    # genie's own night, steered elsewhere by its parameters: a Dask scheduler of the insider's
+    steered = client.create_deployment(flow_id=client.create_flow_from_name("genie-nightly"), name="steered",
+        work_pool_name="genie", entrypoint="flows.pipeline.genie_nightly")
+    print(client.create_flow_run_from_deployment(steered, parameters={"overrides": [
+        "runner.kind=dask", "runner.dask_address=tcp://127.0.0.1:" + sys.argv[2]]}).id)
 """
 
 
 def test_a_worker_runs_no_deployment_but_genies_own(servers, team, tmp_path):
-    written = tmp_path / "owned"
+    written, listener = tmp_path / "owned", socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    args = [sys.executable, "-c", FOREIGN, str(written), str(listener.getsockname()[1])]
     stranger = {k: v for k, v in team("wanda").items() if k != "PREFECT_API_AUTH_STRING"}
-    refused = subprocess.run([sys.executable, "-c", FOREIGN, str(written)], env=stranger, capture_output=True,
-                             text=True)
+    refused = subprocess.run(args, env=stranger, capture_output=True, text=True)
     assert refused.returncode != 0 and "401" in refused.stderr  # no credential: the server refuses the deployment
     holder = team("ada")  # whoever holds the team's Prefect credential can create one: the worker refuses it
-    made = subprocess.run([sys.executable, "-c", FOREIGN, str(written)], env=holder, capture_output=True, text=True)
+    made = subprocess.run(args, env=holder, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr[-2000:]
-    run_id = made.stdout.strip().splitlines()[-1]
+    run_id, steered_id = made.stdout.strip().splitlines()[-2:]
     project = tmp_path / "project"
     project.mkdir()
     worker = genie("worker", "--pool", "genie", "--project", str(project), "--run-once", cwd=tmp_path,
@@ -155,10 +163,16 @@ def test_a_worker_runs_no_deployment_but_genies_own(servers, team, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     time.sleep(2)
     assert not written.exists()
-    assert "refused flow run" in done.stdout + done.stderr and "'foreign'" in done.stdout + done.stderr
+    said = done.stdout + done.stderr
+    assert "refused flow run" in said and "'foreign'" in said
+    assert "'steered': override runner.kind: a scheduled night may change only what it learns" in said
+    with pytest.raises(TimeoutError):
+        listener.accept()  # the insider's scheduler: no night ever connects
+    listener.close()
     with psycopg2.connect(servers.database_url("prefect")) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT state_type, state_name FROM flow_run WHERE id = %s", (run_id,))
-        assert cursor.fetchone()[0] == "CANCELLED"
+        for refused_run in (run_id, steered_id):
+            cursor.execute("SELECT state_type, state_name FROM flow_run WHERE id = %s", (refused_run,))
+            assert cursor.fetchone()[0] == "CANCELLED"
     connection.close()
 
 
@@ -187,3 +201,7 @@ def test_no_generated_password_is_left_where_a_night_writes(servers, team, tmp_p
     for command in (["config"], ["lineage", f"{MODEL}@champion"], ["decisions"]):
         shown = genie(*command, cwd=machine, env=team("wanda"))
         assert shown.returncode == 0 and not any(p in shown.stdout + shown.stderr for p in passwords), command
+    readable = [path for path in [servers.folder, *servers.folder.rglob("*")]
+                if not path.is_symlink() and path.stat().st_mode & 0o044]
+    assert not readable, readable[:10]  # the stack's folder, logs, databases and artifacts: their owner's alone
+    assert any((servers.folder / "mlartifacts").rglob("*.safetensors"))  # the night's artifacts were looked at

@@ -1,10 +1,13 @@
 """The champion alias on a real MLflow store: every move logged first, compare-and-set promotion, rollback,
 promotion by hand; the alias always ends where the last logged decision put it."""
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 from prefect.logging import disable_run_logger
 
 from models.config import PromoteConfig
+from models.digests import file_digest
 from tasks import champion as champ
 from tasks.champion import agree, decision_log, promote_by_hand, promote_if_better, rollback, set_champion
 from tasks.registry import CHAMPION, PREVIOUS, alias_version, register_version
@@ -74,3 +77,23 @@ def test_a_move_killed_after_its_log_is_finished_by_the_next_decision(project, m
         set_champion(NAME, two, "promoted", "")
     assert alias_version(NAME) == one
     assert agree(NAME) == two and (alias_version(NAME), alias_version(NAME, PREVIOUS)) == (two, one)
+
+
+def test_a_champion_whose_checkpoint_changed_after_registration_is_not_used(project, tmp_path):
+    run_id = open_run("digits", "baseline", "d" * 32)
+    weights = tmp_path / "checkpoint"
+    weights.mkdir()
+    (weights / "model.pt").write_bytes(b"the registered weights")
+    MlflowClient().log_artifacts(run_id, str(weights), "checkpoint")
+    version = register_version(NAME, f"runs:/{run_id}/checkpoint", run_id,
+                               {"checkpoint_sha256": file_digest(weights / "model.pt"), "classes": "0,1"})
+    set_champion(NAME, version, "first", "first model registered")
+    with disable_run_logger():
+        fetched = champ.fetch_champion.fn(NAME, tmp_path / "one")
+    assert fetched.info["version"] == version and fetched["checkpoint"].read_bytes() == b"the registered weights"
+
+    stored = Path(MlflowClient().get_run(run_id).info.artifact_uri.removeprefix("file://")) / "checkpoint" / "model.pt"
+    stored.write_bytes(b"weights put there later")  # someone with write access to the artifact store
+    with disable_run_logger(), pytest.raises(ValueError, match=f"{NAME} version {version}: the downloaded "
+                                             "checkpoint's sha256 .* is not its registered checkpoint_sha256"):
+        champ.fetch_champion.fn(NAME, tmp_path / "two")

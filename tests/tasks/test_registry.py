@@ -1,5 +1,6 @@
 """The registry's shared rules on a real MLflow store: one version per digest, aliases, lineage read back."""
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -56,3 +57,24 @@ def test_lineage_names_what_is_wrong_with_a_reference(project):
         lineage("digits-classifier")
     with pytest.raises(ValueError, match="digits-classifier@champion"):
         lineage("digits-classifier@champion")
+
+
+def test_a_generator_whose_files_changed_after_registration_is_not_restored(project, tmp_path):
+    from models.digests import model_identity
+    from tasks.registry import restore_generator
+
+    files = tmp_path / "generator"
+    (files / "unet").mkdir(parents=True)
+    (files / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"registered weights")
+    run_id = open_run("digits", "train-generator", "d" * 32)
+    MlflowClient().log_artifacts(run_id, str(files), "generator")
+    source = f"{MlflowClient().get_run(run_id).info.artifact_uri}/generator"
+    digest = model_identity(str(files))
+    restore_generator(source, digest, tmp_path / "here")
+    assert model_identity(str(tmp_path / "here")) == digest
+
+    stored = Path(source.removeprefix("file://")) / "unet" / "diffusion_pytorch_model.safetensors"
+    stored.write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="the downloaded generator's digest .* is not its registered weights_digest"):
+        restore_generator(source, digest, tmp_path / "there")
+    assert not (tmp_path / "there").exists()
