@@ -113,10 +113,12 @@ def serve(
         from prefect.schedules import Cron
 
         from flows.pipeline import genie_nightly
+        from models.params import night_overrides
 
         genie_nightly.serve(
             name=name, schedule=Cron(cron or config.schedule.cron, timezone=config.schedule.timezone),
-            parameters={"params": str(params.resolve()), "overrides": set_ or [], "until": until},
+            parameters={"params": str(params.resolve()), "overrides": night_overrides(set_ or [], str(params.resolve()),
+                                                                                      Path.cwd()), "until": until},
             tags=["genie-flow", config.dataset.name],
             limit=1, global_limit=1,  # one nightly run at a time, also across servers of this deployment
         )

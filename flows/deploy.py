@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flows.automations import ensure_automations
 from models.config import Settings
+from models.params import night_overrides
 
 
 def deploy_nightly(settings: Settings, pool: str, name: str, cron: str | None, params: Path,
@@ -31,7 +32,8 @@ def deploy_nightly(settings: Settings, pool: str, name: str, cron: str | None, p
         deployment_id = genie_nightly.deploy(
             name=name, work_pool_name=pool, build=False, push=False, entrypoint_type=EntrypointType.MODULE_PATH,
             schedule=Cron(cron or settings.schedule.cron, timezone=settings.schedule.timezone),
-            parameters={"params": params.as_posix(), "overrides": overrides, "until": until},
+            parameters={"params": params.as_posix(), "overrides": night_overrides(overrides, params.as_posix(),
+                                                                                  Path.cwd()), "until": until},
             tags=["genie-flow", settings.dataset.name], concurrency_limit=1, print_next_steps=False,
             ignore_warnings=True)  # the advice to `serve` for local development: this is for workers elsewhere
     return {"deployment": f"genie-nightly/{name}", "id": str(deployment_id), "pool": pool,

@@ -121,6 +121,19 @@ LEARNING = ("classifier.", "finetune.", "select.", "genie.", "evaluate.", "gener
 NOT_LEARNING = ("classifier.pretrained",)  # weights from a hub
 
 
+DEPLOY_TIME = ("notify.", "schedule.")  # read once where the deployment is made (its automations, its cron)
+
+
+def night_overrides(overrides: list[str], params: str, project: Path) -> list[str]:
+    """What `genie deploy` / `genie serve` hand each night of `overrides`: what a night learns. Deploy-time ones
+    (notify, schedule) serve the deployment itself; anything else stops with one line naming the key."""
+    passed = [text for text in overrides if not text.partition("=")[0].strip().startswith(DEPLOY_TIME)]
+    refused = refused_parameters(params, passed, project)
+    if refused:
+        raise ConfigError(f"--set: {refused}")
+    return passed
+
+
 def refused_parameters(params: str, overrides: list[str], project: Path) -> str | None:
     """Why a flow run's `params` and `overrides` must not run on this worker (one line naming the file or key),
     or None. `params` must be a file inside the project."""

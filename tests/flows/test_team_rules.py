@@ -101,3 +101,16 @@ def test_a_roles_password_reaches_postgresql_as_a_scram_verifier_only():
     salted = hashlib.pbkdf2_hmac("sha256", b"s3cret-pass", base64.b64decode(match[1]), 4096)
     client = hmac.new(salted, b"Client Key", "sha256").digest()
     assert base64.b64decode(match[2]) == hashlib.sha256(client).digest()  # what a client's proof is checked against
+
+
+def test_a_deployment_hands_its_nights_only_what_they_learn(tmp_path):
+    import pytest
+
+    from models.config import ConfigError
+    from models.params import night_overrides
+
+    given = ['notify.urls=["json://127.0.0.1:9/hook"]', "notify.late_minutes=0.5", "schedule.cron=0 3 * * *",
+             "classifier.epochs=1", "generator.embedded.vae_steps=4"]
+    assert night_overrides(given, "params.yaml", tmp_path) == ["classifier.epochs=1", "generator.embedded.vae_steps=4"]
+    with pytest.raises(ConfigError, match="--set: override dvc.remote.url: a scheduled night may change only"):
+        night_overrides([*given, "dvc.remote.url=/elsewhere"], "params.yaml", tmp_path)
