@@ -37,20 +37,10 @@ def find_version(name: str, tag: str, digest: str) -> ModelVersion | None:
 
 
 def at_alias(name: str, alias: str) -> ModelVersion | None:
-    """The version `alias` points to; None only where the model or the alias is not there. Any other error (a 503,
-    a timeout, a 403) is raised: "no champion" read from a failed request would crown or move the wrong version."""
     try:
         return MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException as err:
-        if not_found(err):
-            return None
-        raise
-
-
-def not_found(err: MlflowException) -> bool:
-    """MLflow's "not there": a missing model is RESOURCE_DOES_NOT_EXIST, a missing alias INVALID_PARAMETER_VALUE."""
-    return err.error_code == "RESOURCE_DOES_NOT_EXIST" or (
-        err.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(err.message))
+    except MlflowException:
+        return None
 
 
 def alias_version(name: str, alias: str = CHAMPION) -> str | None:

@@ -156,17 +156,3 @@ def test_a_lineage_whose_night_is_gone_says_so_in_one_line(project):
     with pytest.raises(ValueError, match=f"{NAME}@2: its night's run 0{{32}} is gone") as gone:
         lineage(f"{NAME}@2")
     assert len(str(gone.value).splitlines()) == 1
-
-
-def test_an_alias_read_that_fails_is_an_error_not_a_missing_alias(project, server, monkeypatch):
-    from tasks.registry import at_alias
-
-    registry(project)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
-    assert at_alias(NAME, "nope") is None and at_alias("no-such-model", "champion") is None  # not there
-    assert str(at_alias(NAME, "champion").version) == "5"
-    with faulty(server, ("registered-models/alias",)) as faults:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", faults.url)
-        with pytest.raises(MlflowException, match="503"):
-            at_alias(NAME, "champion")  # a champion that could not be read is not "no champion"
