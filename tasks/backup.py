@@ -17,7 +17,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from tasks.stores import store_folder
+from tasks.stores import sqlite_store, store_folder
 
 MANIFEST = "manifest.json"
 DATABASE = "mlflow.db"
@@ -123,11 +123,11 @@ def copy_back(source: Path, manifest: dict, place: Callable[[str], Path | None])
 
 # -- a project's own store --------------------------------------------------------------------------------------
 def database() -> Path:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri.startswith("sqlite:///"):
-        raise ValueError(f"MLFLOW_TRACKING_URI {uri or '(unset)'}: genie backup copies a project's own store "
-                         "(sqlite:///...); a team's servers: genie stack backup")
-    return Path(uri.removeprefix("sqlite:///")).resolve()
+    db = sqlite_store()
+    if db is None:
+        raise ValueError(f"MLFLOW_TRACKING_URI {os.environ.get('MLFLOW_TRACKING_URI') or '(unset)'}: genie backup "
+                         "copies a project's own store (sqlite:///...); a team's servers: genie stack backup")
+    return db
 
 
 def backup(out: Path) -> dict:

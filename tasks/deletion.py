@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from models.config import RetentionConfig
 from models.locks import locked
 from tasks.retention import Plan, logged_model, plan, reading
-from tasks.stores import every_version, local_path, outside_store, size, store_folder
+from tasks.stores import every_version, local_path, missing, outside_store, size, store_folder
 
 JOURNAL = "gc-journal.json"
 LOCK = ".genie-gc.lock"  # in a shared remote's folder: one gc of it at a time, whichever machine
@@ -102,7 +102,7 @@ def gone_ok(delete, ident: str) -> None:
     try:
         delete(ident)
     except MlflowException as err:
-        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+        if not missing(err):
             raise
 
 
@@ -128,29 +128,21 @@ def purge(found: Plan) -> None:
 
     store = _get_store()
 
-    def run(run_id: str) -> None:
+    def forever(ident: str, read, location_of, hard_delete) -> None:
         try:
-            found_run = store.get_run(run_id)
+            found_one = read(ident)
         except MlflowException as err:
-            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if missing(err):
                 return  # purged by an earlier gc
             raise
-        inside(found_run.info.artifact_uri)
-        get_artifact_repository(found_run.info.artifact_uri).delete_artifacts()
-        store._hard_delete_run(run_id)  # what `mlflow gc` calls, for one id
+        location = location_of(found_one)
+        inside(location)
+        get_artifact_repository(location).delete_artifacts()
+        hard_delete(ident)  # what `mlflow gc` calls, for one id
 
-    def model(model_id: str) -> None:
-        try:
-            logged = store.get_logged_model(model_id, allow_deleted=True)
-        except MlflowException as err:
-            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return
-            raise
-        inside(logged.artifact_location)
-        get_artifact_repository(logged.artifact_location).delete_artifacts()
-        store._hard_delete_logged_model(model_id)
-
-    for run_id in list(found.runs):
-        attempt(found, found.runs, run_id, lambda: run(run_id), "purge of run")
-    for model_id in list(found.logged_models):
-        attempt(found, found.logged_models, model_id, lambda: model(model_id), "purge of logged model")
+    for items, label, read, location_of, hard_delete in (
+            (found.runs, "purge of run", store.get_run, lambda run: run.info.artifact_uri, store._hard_delete_run),
+            (found.logged_models, "purge of logged model", lambda m: store.get_logged_model(m, allow_deleted=True),
+             lambda model: model.artifact_location, store._hard_delete_logged_model)):
+        for ident in list(items):
+            attempt(found, items, ident, lambda: forever(ident, read, location_of, hard_delete), label)

@@ -19,7 +19,7 @@ from models.config import RetentionConfig
 from models.promotion import DECISIONS
 from tasks.dvc_objects import named_md5s, unreferenced
 from tasks.history import newest_runs, night_tables
-from tasks.stores import every_version, local_path, outside_store, size, store_folder
+from tasks.stores import every_version, local_path, missing, outside_store, size, store_folder
 
 # never collected: a generator or an adapter costs minutes to remake, and the benchmarks are not nights
 KEEP_STORE = ("generator", "adapters", "benchmark")
@@ -199,7 +199,7 @@ def mlflow_bytes(client: MlflowClient, runs: list[str], logged_models: list[str]
             try:
                 locations[ident] = read(ident)
             except MlflowException as err:
-                if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # purged by an earlier, killed gc: nothing left
+                if not missing(err):  # purged by an earlier, killed gc: nothing left
                     raise
     refuse_outside(list(locations.values()))
     return {ident: size(path) if (path := local_path(location)) else 0 for ident, location in locations.items()}

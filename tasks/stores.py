@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 PAGE = 10000  # versions per search request
@@ -25,12 +26,23 @@ def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
 
 
+def missing(err: MlflowException) -> bool:
+    """MLflow's "not there" (a run, logged model or version deleted for good), as against a failed read."""
+    return err.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def sqlite_store() -> Path | None:
+    """The SQLite file of the tracking store, where it is one."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
 def store_folder() -> Path | None:
     """The folder of the tracking store when it is on this machine (an SQLite file's folder, a file store's root);
     None for a server, whose artifacts it serves and deletes itself."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    if (db := sqlite_store()) is not None:
+        return db.parent
     path = local_path(uri) if uri.startswith("file:") else None
     return path.resolve() if path else None
 
