@@ -16,7 +16,6 @@ from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 
 from models.config import PromoteConfig
-from models.digests import file_digest
 from models.locks import dataset_key, still_held
 from models.promotion import DECISIONS, decide
 from tasks.caching import Outputs
@@ -45,15 +44,15 @@ def fetch_champion(name: str, out_dir: Path) -> Outputs | None:
     found = MlflowClient().get_model_version(name, version)
     folder = Path(mlflow.artifacts.download_artifacts(run_id=found.run_id, artifact_path="checkpoint",
                                                       dst_path=str(out_dir)))
-    recorded, checkpoint = found.tags.get("checkpoint_sha256"), folder / "model.pt"
-    if recorded and file_digest(checkpoint) != recorded:
-        raise ValueError(f"{name} version {version}: the downloaded checkpoint's sha256 {file_digest(checkpoint)[:12]} "
-                         f"is not its registered checkpoint_sha256 {recorded[:12]}; its artifacts were changed since, "
-                         "so it is not used")
     classes = read_spilled(found.run_id, "classes", found.tags.get("classes", ""), lambda text: text.split(","))
     info = {"version": version, "base_version": found.tags.get("base_version"), "role": found.tags.get("role"),
             "classes": classes}
-    return Outputs.of(info, checkpoint=checkpoint)
+    fetched, recorded = Outputs.of(info, checkpoint=folder / "model.pt"), found.tags.get("checkpoint_sha256")
+    if recorded and fetched.digests["checkpoint"] != recorded:  # hashed once, for the check and the outputs
+        raise ValueError(f"{name} version {version}: the downloaded checkpoint's sha256 "
+                         f"{fetched.digests['checkpoint'][:12]} is not its registered checkpoint_sha256 "
+                         f"{recorded[:12]}; its artifacts were changed since, so it is not used")
+    return fetched
 
 
 def move_blocked(name: str, dataset: str, challenger: str, champion: str) -> str | None:

@@ -78,11 +78,8 @@ def restore(source: Path, folder: Path, secrets: Path | None = None, host: str |
                              "secrets folder (--secrets), which the backup leaves to the operator")
         shutil.copytree(secrets, stack.secrets.folder)
         stack.secrets.folder.chmod(0o700)
-    stack.folder.mkdir(parents=True, exist_ok=True)
+    stack.begin()  # the roles, with the secrets' passwords, and empty databases
     with private_files():
-        stack.folder.chmod(0o711)
-        stack.save()
-        stack.start_postgres()  # the roles, with the secrets' passwords, and empty databases
         with passfile(stack) as env:
             for database in tqdm(DATABASES, desc="pg_restore"):
                 pg(stack, "pg_restore", "--clean", "--if-exists", "--exit-on-error", "--dbname", database,

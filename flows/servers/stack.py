@@ -271,17 +271,23 @@ class Stack:
         return True
 
     # -- the commands ------------------------------------------------------------------------------------------
-    def up(self, timeout: float = 600) -> dict[str, str]:
-        """Start whatever is not running, wait until every server answers (a new Prefect database's migrations
-        take minutes on a slow, busy machine; a server that exits stops the wait); returns the environment to
-        export."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def begin(self) -> None:
+        """What `up` and a restore start with: the folder (0711: PostgreSQL's user passes through to its data,
+        nobody else lists it), the secrets made once, the settings saved, PostgreSQL started; all written private."""
+        self.folder.mkdir(parents=True, exist_ok=True)  # its parents as the caller's mask makes them
         with private_files():
-            self.folder.chmod(0o711)  # PostgreSQL's user passes through to its data; nobody else lists it
+            self.folder.chmod(0o711)
             if self.secure and not (self.folder / "postgres" / "PG_VERSION").is_file():
                 self.secrets.create()
             self.save()
             self.start_postgres()
+
+    def up(self, timeout: float = 600) -> dict[str, str]:
+        """Start whatever is not running, wait until every server answers (a new Prefect database's migrations
+        take minutes on a slow, busy machine; a server that exits stops the wait); returns the environment to
+        export."""
+        self.begin()
+        with private_files():
             self._start_mlflow()  # the servers inherit the mask: their logs, artifacts and homes are theirs alone
             self._start_prefect()
         deadline = time.monotonic() + timeout
